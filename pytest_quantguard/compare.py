@@ -1,0 +1,330 @@
+"""The pipe, wired once: validation set -> runners -> outputs -> metric -> per-sample scores ->
+interval -> verdict. The Python API (``compare``) and the pytest fixture both call ``run``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from pytest_quantguard import settings
+from pytest_quantguard.data import ValidationSet, as_validation_set
+from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.metrics import Metric, get_metric
+from pytest_quantguard.runners import Runner, make_runner
+from pytest_quantguard.stats import derive_rng, paired_binary_interval
+from pytest_quantguard.stats.seeding import scores_digest
+from pytest_quantguard.verdict import REMEDIES, Verdict, decide, inconclusive_remedy
+
+
+class Interval(NamedTuple):
+    """The two-sided interval of the drop: exactly two floats."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One reference-vs-candidate result: the one record every report reads.
+
+    ``to_dict()`` gives builtins only (its keys are the JSON report's schema); ``from_dict()``
+    rebuilds the object. ``runtime`` holds everything that may differ between runs.
+    """
+
+    verdict: Verdict
+    drop: float
+    interval: Interval
+    reference_score: float
+    candidate_score: float
+    n: int
+    metric: str
+    method: str
+    confidence: float
+    resamples: int
+    seed: int
+    max_drop: float
+    qat_limit: float
+    gate: str
+    message: str
+    relative: bool = False
+    n_groups: int | None = None
+    name: str | None = None
+    id: str = ""
+    reference: dict[str, Any] = field(default_factory=dict)  # {path, sha256, bytes}
+    candidate: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # {path, sha256}
+    details: dict[str, Any] = field(default_factory=dict)  # method-specific figures (e.g. b, c)
+    runtime: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == Verdict.SHIP
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "metric": self.metric,
+            "reference": {**_model_info(self.reference), "score": float(self.reference_score)},
+            "candidate": {**_model_info(self.candidate), "score": float(self.candidate_score)},
+            "data": {"path": self.data.get("path"), "n": int(self.n),
+                     "n_groups": None if self.n_groups is None else int(self.n_groups),
+                     "sha256": self.data.get("sha256")},
+            "drop": float(self.drop),
+            "interval": {"low": float(self.interval.low), "high": float(self.interval.high),
+                         "confidence": float(self.confidence), "method": self.method,
+                         "resamples": int(self.resamples), "seed": int(self.seed)},
+            "verdict": str(self.verdict),
+            "thresholds": {"max_drop": float(self.max_drop), "qat_limit": float(self.qat_limit),
+                           "gate": self.gate, "relative": bool(self.relative)},
+            "message": self.message,
+            "details": _builtins(self.details),
+            "runtime": _builtins(self.runtime),
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Comparison:
+        interval, thresholds = record["interval"], record["thresholds"]
+        return cls(
+            verdict=Verdict(record["verdict"]), drop=record["drop"],
+            interval=Interval(interval["low"], interval["high"]),
+            reference_score=record["reference"]["score"],
+            candidate_score=record["candidate"]["score"],
+            n=record["data"]["n"], n_groups=record["data"].get("n_groups"), metric=record["metric"],
+            method=interval["method"], confidence=interval["confidence"],
+            resamples=interval["resamples"], seed=interval["seed"],
+            max_drop=thresholds["max_drop"], qat_limit=thresholds["qat_limit"],
+            gate=thresholds["gate"], relative=thresholds["relative"], message=record["message"],
+            name=record.get("name"), id=record.get("id", ""),
+            reference=_model_info(record["reference"]), candidate=_model_info(record["candidate"]),
+            data={"path": record["data"].get("path"), "sha256": record["data"].get("sha256")},
+            details=dict(record.get("details", {})), runtime=dict(record.get("runtime", {})),
+        )
+
+
+def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = None,
+            max_drop: float | None = None, qat_limit: float | None = None,
+            relative: bool | None = None, confidence: float = 0.95, gate: str = "upper",
+            resamples: int = 10000, seed: int = 0, output: str | int | None = None,
+            name: str | None = None, **metric_options: Any) -> Comparison:
+    """Run both models on ``data``, measure the drop with a paired interval, and give the verdict.
+
+    ``reference`` and ``candidate``: a path to a ``.onnx`` file or a callable ``f(batch)``.
+    ``data``: a folder, a ``ValidationSet``, ``(inputs, labels)`` or ``inputs``. Nothing here
+    raises on a bad verdict: read ``comparison.verdict`` (the fixture is what fails tests).
+    """
+    return run(reference, candidate, data=data, metric=metric, max_drop=max_drop,
+               qat_limit=qat_limit, relative=relative, confidence=confidence, gate=gate,
+               resamples=resamples, seed=seed, output=output, name=name,
+               metric_options=metric_options)
+
+
+def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_drop: float | None,
+        qat_limit: float | None, relative: bool | None, confidence: float, gate: str,
+        resamples: int, seed: int, output: str | int | None, name: str | None,
+        metric_options: Mapping[str, Any], batch_size: int = 1024, base_dir: Path | None = None,
+        comparison_id: str | None = None) -> Comparison:
+    """``compare()`` with the knobs the fixture also sets (batch size, base dir, test id)."""
+    max_drop = _checked("max_drop", settings.positive_float, 0.01 if max_drop is None else max_drop)
+    qat_limit = _checked("qat_limit", settings.positive_float, 0.03 if qat_limit is None else qat_limit)
+    confidence = _checked("confidence", settings.open_fraction, confidence)
+    gate = _checked("gate", settings.choice(*("upper", "point")), gate)
+    resamples = _checked("resamples", settings.positive_int, resamples)
+    seed = _checked("seed", settings.seed_int, seed)
+    batch_size = _checked("batch_size", settings.positive_int, batch_size)
+    relative = _checked("relative", settings.optional_bool, relative)
+    output = _checked("output", settings.name_or_index, output)
+
+    dataset = as_validation_set(data, base_dir=base_dir)
+    metric = _checked("metric", settings.metric_name, metric)
+    if metric is None and not dataset.has_labels and "task" not in dataset.manifest:
+        raise QuantGuardError(f"{dataset.first_file}: the validation set has no labels, so only a "
+                              "label-free fidelity gate could run, which this version does not "
+                              "implement yet; save labels beside the inputs "
+                              "(np.savez(path, inputs=x, labels=y))")
+    chosen = get_metric(metric, dataset.task)
+    if metric_options:
+        raise QuantGuardError(f"metric {chosen.name!r} takes no options; got "
+                              f"{', '.join(sorted(metric_options))}")
+    if relative is None:
+        relative = chosen.default_relative
+    if relative and chosen.kind == "binary":
+        raise QuantGuardError(f"relative=True for {chosen.name!r} (a relative margin on a 0/1 "
+                              "metric) is part of the contract but not implemented in this version "
+                              "yet; give max_drop as an absolute drop")
+    if chosen.needs_labels and not dataset.has_labels:
+        raise QuantGuardError(f"{dataset.first_file}: metric {chosen.name!r} needs labels, and the "
+                              "validation set has none; save them beside the inputs "
+                              "(np.savez(path, inputs=x, labels=y))")
+    if output is None:
+        output = dataset.manifest.get("output")
+    base = base_dir or Path.cwd()
+    reference_runner = make_runner(reference, base_dir=base, role="reference")
+    candidate_runner = make_runner(candidate, base_dir=base, role="candidate")
+
+    reference_scores, candidate_scores, timings = _score(
+        dataset, chosen, reference_runner, candidate_runner, output, min(batch_size, dataset.n))
+    reference_score = chosen.aggregate(reference_scores)
+    candidate_score = chosen.aggregate(candidate_scores)
+    drop = reference_score - candidate_score
+    if not chosen.higher_is_better:
+        drop = -drop
+
+    rng = derive_rng(seed, dataset.digest, chosen.name, scores_digest(reference_scores,
+                                                                       candidate_scores))
+    b = int(np.count_nonzero((reference_scores == 1) & (candidate_scores == 0)))
+    c = int(np.count_nonzero((reference_scores == 0) & (candidate_scores == 1)))
+    result = paired_binary_interval(b, c, dataset.n, confidence=confidence, resamples=resamples,
+                                    rng=rng)
+    interval = Interval(result.low, result.high)
+    decision = decide(drop, interval.low, interval.high, max_drop=max_drop, qat_limit=qat_limit,
+                      gate=gate, fmt=_formatter(chosen, relative))
+    facts = dict(n=dataset.n, metric=chosen, relative=relative, confidence=confidence,
+                 resamples=resamples, method=result.method, drop=drop, interval=interval,
+                 reference_score=reference_score, candidate_score=candidate_score, b=b, c=c,
+                 max_drop=max_drop, data=dataset, reference=reference_runner,
+                 candidate=candidate_runner)
+    message = _message(decision, facts)
+    return Comparison(
+        verdict=decision.verdict, drop=drop, interval=interval, reference_score=reference_score,
+        candidate_score=candidate_score, n=dataset.n, n_groups=dataset.n_groups,
+        metric=chosen.name, method=result.method, confidence=confidence, resamples=resamples,
+        seed=seed, max_drop=max_drop, qat_limit=qat_limit, gate=gate, relative=relative,
+        message=message, name=name, id=comparison_id if comparison_id is not None else (name or ""),
+        reference=_runner_info(reference_runner), candidate=_runner_info(candidate_runner),
+        data={"path": None if dataset.path is None else str(dataset.path),
+              "sha256": dataset.digest},
+        details={**result.details, "established": decision.established},
+        runtime={**timings, "cache": "off", "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")},
+    )
+
+
+def _score(dataset: ValidationSet, metric: Metric, reference: Runner, candidate: Runner,
+           output: str | int | None, batch_size: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Stream the set once through both models; keep only the metric's per-sample records."""
+    records: dict[str, list[np.ndarray]] = {"reference": [], "candidate": []}
+    labels: list[np.ndarray] = []
+    seconds = {"reference": 0.0, "candidate": 0.0}
+    for batch in dataset.batches(batch_size):
+        for role, runner in (("reference", reference), ("candidate", candidate)):
+            start = time.perf_counter()
+            outputs = runner(batch.inputs)
+            seconds[role] += time.perf_counter() - start
+            prediction = _prediction(outputs, output, runner, role, len(batch), batch)
+            records[role].append(metric.reduce(prediction, batch.labels))
+        if batch.labels is not None:
+            labels.append(batch.labels)
+    all_labels = np.concatenate(labels) if labels else None
+    scores = [metric.finalize(np.concatenate(records[role]), all_labels)
+              for role in ("reference", "candidate")]
+    timings = {f"{role}_seconds": round(value, 6) for role, value in seconds.items()}
+    return scores[0], scores[1], timings
+
+
+def _prediction(outputs: dict[str, np.ndarray], output: str | int | None, runner: Runner,
+                role: str, n: int, batch) -> np.ndarray:
+    names = list(outputs)
+    if output is None:
+        chosen = names[0]
+    elif isinstance(output, int):
+        if output >= len(names):
+            raise QuantGuardError(f"{role} {runner.description}: output={output} is out of range; "
+                                  f"the model has {len(names)} output(s): {names}")
+        chosen = names[output]
+    elif output in outputs:
+        chosen = output
+    else:
+        raise QuantGuardError(f"{role} {runner.description}: no output named {output!r}; its "
+                              f"outputs are {names} (choose with output=)")
+    value = np.asarray(outputs[chosen])
+    if value.ndim == 0 or len(value) != n:
+        raise QuantGuardError(f"{role} {runner.description}: output {chosen!r} has shape "
+                              f"{list(value.shape)} for a batch of {n} samples; it must have one row "
+                              "per sample")
+    if np.issubdtype(value.dtype, np.floating):
+        finite = np.isfinite(value.reshape(n, -1)).all(axis=1)
+        if not finite.all():
+            bad = batch.ids[~finite]
+            raise QuantGuardError(
+                f"{role} {runner.description}: NaN or Inf in output {chosen!r} for "
+                f"{len(bad)} of {n} samples in this batch (first: sample {int(bad[0])} of "
+                f"{batch.origin}); the model is broken on this data (overflow, a bad quantization "
+                "scale, or unnormalised inputs): fix the model, no verdict is possible")
+    return value
+
+
+def _formatter(metric: Metric, relative: bool):
+    if relative:
+        return lambda x: f"{100 * x:+.2f}%"
+    if metric.kind == "binary":
+        return lambda x: f"{x:.4f} ({100 * x:.2f} pt)"
+    return lambda x: f"{x:.4g}"
+
+
+def _message(decision, facts: dict[str, Any]) -> str:
+    metric: Metric = facts["metric"]
+    fmt = _formatter(metric, facts["relative"])
+    low, high = facts["interval"]
+    level = f"{100 * facts['confidence']:g}%"
+    lines = [
+        f"quantguard verdict: {decision.verdict} (candidate {facts['candidate'].description} vs "
+        f"reference {facts['reference'].description} on {facts['data'].description}, "
+        f"n={facts['n']})",
+        f"  {metric.name}: reference {facts['reference_score']:.4f}, "
+        f"candidate {facts['candidate_score']:.4f}",
+        f"  drop {fmt(facts['drop'])}, {level} interval [{low:+.4f}, {high:+.4f}] "
+        f"({facts['method']}, {facts['resamples']} resamples)",
+    ]
+    if metric.kind == "binary":
+        lines.append(f"  samples only the reference gets right: {facts['b']}; only the candidate: "
+                     f"{facts['c']}")
+    if facts["method"] == "degenerate-fallback":
+        lines.append("  (degenerate-fallback: the two models never disagree here, so every bootstrap "
+                     "resample is identical; the interval is the Tango score bound)")
+    rule = decision.rule
+    if decision.established:
+        rule += f"; degradation established (lower bound {fmt(low)} >= max_drop)"
+    lines.append(f"  rule: {rule}")
+    if decision.verdict == Verdict.INCONCLUSIVE:
+        remedy = inconclusive_remedy(facts["drop"], facts["max_drop"], facts["n"],
+                                     discordance=(facts["b"] + facts["c"]) / facts["n"],
+                                     confidence=facts["confidence"])
+    else:
+        remedy = REMEDIES[decision.verdict]
+    lines.append(f"  remedy: {remedy}")
+    return "\n".join(lines)
+
+
+def _checked(key: str, validate, value):
+    try:
+        return validate(value)
+    except ValueError as error:
+        raise QuantGuardError(f"{key}: {error}") from None
+
+
+def _runner_info(runner: Runner) -> dict[str, Any]:
+    return {"path": runner.path if runner.path is not None else runner.description,
+            "sha256": runner.sha256, "bytes": runner.nbytes}
+
+
+def _model_info(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {"path": record.get("path"), "sha256": record.get("sha256"), "bytes": record.get("bytes")}
+
+
+def _builtins(value: Any) -> Any:
+    """Recursively convert numpy scalars and arrays to builtins (execnet cannot ship numpy)."""
+    if isinstance(value, Mapping):
+        return {str(key): _builtins(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_builtins(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

@@ -1,0 +1,250 @@
+"""The pytest11 entry point: options, ini keys, the marker, fixtures and hooks. Glue only.
+
+Imported in every pytest run where the package is installed, so nothing heavy is imported here:
+backends load inside the runners that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_quantguard import settings
+from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
+
+MARKER = "quant_tolerance"
+TOLERANCE_KEYS = ("max_drop", "qat_limit", "relative", "confidence", "gate")
+NO_DATA = ("no validation data: pass --quant-data DIR, set quant_data = DIR in the ini file "
+           "(pytest.ini, tox.ini, setup.cfg or pyproject.toml), or give data= to quant_compare")
+
+
+@dataclass(eq=False)  # identity semantics: it is registered as a plugin
+class QuantGuardState:
+    """The plugin's one state object, kept in ``config.stash``."""
+
+    options: dict[str, Any]
+    rootpath: Path
+    datasets: dict[Path, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)  # gathered from test reports
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Gather comparisons from test reports: locally, or on the xdist controller."""
+        records = getattr(report, "quantguard", None)
+        if report.when == "call" and records:
+            self.records.extend(records)
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus: int,
+                                config: pytest.Config) -> None:
+        if hasattr(config, "workerinput") or not self.records:
+            return  # only the controller prints
+        from pytest_quantguard.reports.terminal import summary_lines
+
+        terminalreporter.write_sep("=", f"quantguard: {len(self.records)} comparison(s)")
+        for line, markup in summary_lines(self.records):
+            terminalreporter.write_line(line, **markup)
+
+    def dataset(self, path: Path):
+        """Load (once per process) and return the validation set in ``path``."""
+        from pytest_quantguard.data import ValidationSet
+
+        path = path.resolve()
+        if path not in self.datasets:
+            self.datasets[path] = ValidationSet.from_folder(path)
+        return self.datasets[path]
+
+
+STATE_KEY = pytest.StashKey[QuantGuardState]()
+TOLERANCE_KEY = pytest.StashKey[dict[str, Any]]()
+RECORDS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("quantguard", "quantization gate (pytest-quantguard)")
+    for option in settings.OPTIONS:
+        group.addoption(option.flag, dest=option.ini, default=None, metavar=option.metavar,
+                        type=_cli_type(option.validate),
+                        help=f"{option.help}. Default: {option.default} (ini: {option.ini})")
+        parser.addini(option.ini, f"{option.help} (default: {option.default})", default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{settings.MARKER_SIGNATURE}: quantguard tolerance for this test's "
+        "quant_compare calls (overrides the ini and command-line settings)")
+    state = QuantGuardState(options=_resolve_options(config), rootpath=config.rootpath)
+    config.stash[STATE_KEY] = state
+    config.pluginmanager.register(state, "quantguard-state")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is not None and config.pluginmanager.is_registered(state):
+        config.pluginmanager.unregister(state)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or state.options["data"] is None:
+        return None
+    options = state.options
+    return (f"quantguard: data={options['data']} max_drop={options['max_drop']} "
+            f"qat_limit={options['qat_limit']} confidence={options['confidence']} "
+            f"gate={options['gate']} bootstrap={options['bootstrap']} seed={options['seed']}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Validate the test's markers before its fixtures run: a bad key errors this test only."""
+    tolerance: dict[str, Any] = {}
+    for mark in reversed(list(item.iter_markers(MARKER))):  # farthest first; closest wins
+        try:
+            tolerance.update(settings.validate_marker(mark.args, mark.kwargs))
+        except QuantGuardError as error:
+            failure = str(error)
+            break
+    else:
+        item.stash[TOLERANCE_KEY] = tolerance
+        return
+    pytest.fail(failure, pytrace=False)  # outside the except: no chained traceback
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    records = item.stash.get(RECORDS_KEY, None)
+    if call.when == "call" and records:
+        report.quantguard = list(records)  # builtins only: travels to the xdist controller
+    return report
+
+
+@pytest.fixture(scope="session")
+def quant_data(pytestconfig: pytest.Config):
+    """The ValidationSet loaded from --quant-data / quant_data (fails, never skips, without one)."""
+    state = pytestconfig.stash[STATE_KEY]
+    if state.options["data"] is None:
+        pytest.fail(f"quantguard: {NO_DATA}", pytrace=False)
+    try:
+        return state.dataset(Path(state.options["data"]))
+    except QuantGuardError as error:
+        failure = f"quantguard: {error}"
+    pytest.fail(failure, pytrace=False)  # outside the except: no chained traceback is shown
+
+
+@pytest.fixture
+def quant_compare(request: pytest.FixtureRequest):
+    """``quant_compare(reference, candidate, *, data=None, metric=None, output=None, name=None,
+    **keywords) -> Comparison``: fails the test unless the verdict is ``ship``."""
+    state = request.config.stash[STATE_KEY]
+    item = request.node
+    names: list[str | None] = []
+
+    def quant_compare(reference: Any, candidate: Any, *, data: Any = None, metric: str | None = None,
+                      output: str | int | None = None, name: str | None = None, **keywords: Any):
+        __tracebackhide__ = True
+        from pytest_quantguard.compare import run
+
+        failure = None
+        try:
+            _check_name(names, name)
+            tolerance = {**state.options, **item.stash.get(TOLERANCE_KEY, {}),
+                         **_call_tolerance(keywords)}
+            comparison = run(
+                reference, candidate, data=_data(request, state, data),
+                metric=metric if metric is not None else tolerance.get("metric"),
+                output=output if output is not None else tolerance.get("output"),
+                max_drop=tolerance["max_drop"], qat_limit=tolerance["qat_limit"],
+                relative=tolerance.get("relative"), confidence=tolerance["confidence"] or 0.95,
+                gate=tolerance["gate"] or "upper", resamples=state.options["bootstrap"],
+                seed=state.options["seed"], name=name, metric_options=keywords,
+                batch_size=state.options["batch_size"], base_dir=state.rootpath,
+                comparison_id=item.nodeid if name is None else f"{item.nodeid}::{name}")
+        except QuantGuardError as error:
+            failure = f"quantguard: {error}"
+        if failure is not None:
+            pytest.fail(failure, pytrace=False)  # outside the except: no chained traceback
+        _record(item, comparison)
+        if not comparison.passed:
+            if comparison.verdict == "inconclusive" and state.options["inconclusive"] == "warn":
+                warnings.warn(QuantGuardWarning(comparison.message), stacklevel=2)
+            else:
+                pytest.fail(comparison.message, pytrace=False)
+        return comparison
+
+    return quant_compare
+
+
+def _record(item: pytest.Item, comparison) -> None:
+    from pytest_quantguard.reports.junit import junit_properties
+
+    record = comparison.to_dict()
+    item.stash.setdefault(RECORDS_KEY, []).append(record)
+    item.user_properties.extend(junit_properties(record))  # JUnit reads the item's list
+
+
+def _check_name(names: list[str | None], name: str | None) -> None:
+    if name is not None and not isinstance(name, str):
+        raise QuantGuardError(f"name= must be a string, got {name!r}")
+    if names and (name is None or None in names):
+        raise QuantGuardError("this test calls quant_compare more than once: give every call its "
+                              "own name= (e.g. quant_compare(ref, int8, name='int8'))")
+    if name is not None and name in names:
+        raise QuantGuardError(f"name={name!r} is used twice in this test; names must be unique")
+    names.append(name)
+
+
+def _call_tolerance(keywords: dict[str, Any]) -> dict[str, Any]:
+    """Tolerance keys given on the call (highest precedence), validated like the marker's."""
+    found = {key: keywords.pop(key) for key in TOLERANCE_KEYS if key in keywords}
+    return settings.validate_marker((), found)
+
+
+def _data(request: pytest.FixtureRequest, state: QuantGuardState, data: Any):
+    if data is None:
+        if state.options["data"] is None:
+            raise QuantGuardError(NO_DATA)
+        return request.getfixturevalue("quant_data")
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        return state.dataset(path if path.is_absolute() else state.rootpath / path)
+    return data
+
+
+def _cli_type(validate):
+    def parse(text: str):
+        try:
+            return validate(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = getattr(validate, "__name__", "value")
+    return parse
+
+
+def _resolve_options(config: pytest.Config) -> dict[str, Any]:
+    """default < ini < CLI, each value validated; a bad ini value is a usage error naming it."""
+    resolved: dict[str, Any] = {}
+    for option in settings.OPTIONS:
+        value = config.getoption(option.ini)
+        if value is not None:
+            if option.key == "data":
+                value = str(config.invocation_params.dir / value)
+        else:
+            raw = config.getini(option.ini)
+            if raw in (None, "", []):
+                value = option.default
+            else:
+                where = f"{option.ini} = {raw!r}" + (f" in {config.inipath}" if config.inipath else "")
+                try:
+                    value = option.validate(raw.strip() if isinstance(raw, str) else raw)
+                except ValueError as error:
+                    raise pytest.UsageError(f"quantguard: {where}: {error}") from None
+                if option.key == "data":
+                    base = config.inipath.parent if config.inipath else config.rootpath
+                    value = str(base / value)
+        resolved[option.key] = value
+    return resolved

@@ -1,0 +1,1 @@
+"""Reports: each module turns Comparison records (``to_dict()`` output) into one format."""

@@ -1,0 +1,33 @@
+"""JUnit testcase properties (SPEC §4), appended as strings to ``item.user_properties``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def junit_properties(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The ``quant.*`` properties of one comparison (``quant.<name>.*`` for a named one)."""
+    prefix = f"quant.{record['name']}." if record.get("name") else "quant."
+    interval, thresholds = record["interval"], record["thresholds"]
+    fields = [
+        ("metric", record["metric"]),
+        ("reference_score", record["reference"]["score"]),
+        ("candidate_score", record["candidate"]["score"]),
+        ("drop", record["drop"]),
+        ("ci_low", interval["low"]),
+        ("ci_high", interval["high"]),
+        ("confidence", interval["confidence"]),
+        ("method", interval["method"]),
+        ("n", record["data"]["n"]),
+        ("max_drop", thresholds["max_drop"]),
+        ("gate", thresholds["gate"]),
+        ("verdict", record["verdict"]),
+    ]
+    return [(prefix + key, _text(value)) for key, value in fields]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)

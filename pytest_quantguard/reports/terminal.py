@@ -1,0 +1,40 @@
+"""The end-of-run summary table (pure: records in, lines out)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+COLUMNS = ("test", "metric", "reference", "candidate", "drop", "interval", "verdict", "cache")
+VERDICT_MARKUP = {"ship": {"green": True}, "inconclusive": {"yellow": True}}
+
+
+def summary_lines(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, dict[str, bool]]]:
+    """One header, one row per comparison sorted by id; each with the markup for its verdict."""
+    rows = [_row(record) for record in sorted(records, key=lambda r: r["id"])]
+    table = [COLUMNS, *[row for row, _ in rows]]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+
+    def render(cells) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+
+    lines = [(render(COLUMNS), {"bold": True})]
+    for row, verdict in rows:
+        lines.append((render(row), VERDICT_MARKUP.get(verdict, {"red": True})))
+    return lines
+
+
+def _row(record: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
+    interval = record["interval"]
+    level = f"{100 * interval['confidence']:g}%"
+    cells = (
+        record["id"],
+        record["metric"],
+        f"{record['reference']['score']:.4f}",
+        f"{record['candidate']['score']:.4f}",
+        f"{record['drop']:+.4f}",
+        f"[{interval['low']:+.4f}, {interval['high']:+.4f}] {level}",
+        record["verdict"],
+        str(record.get("runtime", {}).get("cache", "off")),
+    )
+    return cells, record["verdict"]

@@ -1,0 +1,42 @@
+"""Plain Python callables ``f(batch) -> ndarray | dict[str, ndarray]``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.runners import callable_name
+
+DEFAULT_OUTPUT_NAME = "output"
+
+
+class CallableRunner:
+    """Calls ``function`` with the batch: the array itself for one input, else the dict of arrays."""
+
+    path = None
+    sha256 = None
+    nbytes = None
+
+    def __init__(self, function: Callable[[Any], Any]):
+        self.function = function
+        self.description = callable_name(function)
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch: Any = next(iter(inputs.values())) if len(inputs) == 1 else inputs
+        result = self.function(batch)
+        if isinstance(result, Mapping):
+            outputs = {str(name): np.asarray(value) for name, value in result.items()}
+        else:
+            outputs = {DEFAULT_OUTPUT_NAME: np.asarray(result)}
+        if not outputs:
+            raise QuantGuardError(f"{self.description} returned an empty dict; return an array or "
+                                  "a dict of named arrays")
+        for name, value in outputs.items():
+            if value.dtype.hasobject or value.ndim == 0:
+                raise QuantGuardError(f"{self.description} returned {name!r} as a "
+                                      f"{'scalar' if value.ndim == 0 else 'object array'}; return "
+                                      "a numeric array with one row per sample")
+        return outputs

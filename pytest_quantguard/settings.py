@@ -1,0 +1,161 @@
+"""The one table of settings: every option, its ini twin, its marker key and how it is validated.
+
+Precedence, low to high: default < ini < CLI < marker < call keyword. Validators raise ValueError
+with a message that reads after the setting's name ("--quant-max-drop: must be > 0, got -1").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_quantguard.errors import QuantGuardError
+
+
+def positive_float(value: Any) -> float:
+    number = _float(value)
+    if not number > 0:
+        raise ValueError(f"must be a number > 0, got {value!r}")
+    return number
+
+
+def open_fraction(value: Any) -> float:
+    number = _float(value)
+    if not 0 < number < 1:
+        raise ValueError(f"must be a number strictly between 0 and 1, got {value!r}")
+    return number
+
+
+def positive_int(value: Any) -> int:
+    number = _int(value)
+    if number < 1:
+        raise ValueError(f"must be a whole number >= 1, got {value!r}")
+    return number
+
+
+def seed_int(value: Any) -> int:
+    number = _int(value)
+    if number < 0:
+        raise ValueError(f"must be a whole number >= 0, got {value!r}")
+    return number
+
+
+def choice(*allowed: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")
+        return str(value)
+
+    check.__name__ = f"one of {'|'.join(allowed)}"
+    return check
+
+
+def optional_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"must be True, False or None, got {value!r}")
+
+
+def name_or_index(value: Any) -> str | int | None:
+    if value is None or isinstance(value, str) or (isinstance(value, int)
+                                                   and not isinstance(value, bool) and value >= 0):
+        return value
+    raise ValueError(f"must be an output name (str) or index (int >= 0), got {value!r}")
+
+
+def metric_name(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"must be a metric name (str), got {value!r}")
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    return number
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"must be a whole number, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a whole number, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Option:
+    """A run-wide setting: ``--quant-<flag>`` on the command line, ``quant_<key>`` in the ini file."""
+
+    key: str
+    default: Any
+    validate: Callable[[Any], Any]
+    help: str
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--quant-" + self.key.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "quant_" + self.key
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("data", None, str, "validation set folder of .npz shards; a command-line path resolves "
+           "against the invocation dir, the ini path against the ini file", "DIR"),
+    Option("max_drop", 0.01, positive_float, "ship limit: the largest acceptable drop", "X"),
+    Option("qat_limit", 0.03, positive_float, "try-qat / stay-fp16 boundary", "X"),
+    Option("confidence", 0.95, open_fraction, "two-sided interval level", "C"),
+    Option("bootstrap", 10000, positive_int, "bootstrap resamples", "N"),
+    Option("seed", 0, seed_int, "resampling seed", "S"),
+    Option("gate", "upper", choice("upper", "point"), "what the limit is held against: the "
+           "interval's upper bound, or the point estimate", "{upper,point}"),
+    Option("inconclusive", "fail", choice("fail", "warn"), "what an inconclusive verdict does: fail "
+           "the test, or pass with a QuantGuardWarning", "{fail,warn}"),
+    Option("batch_size", 1024, positive_int, "inference batch size (never larger than the set; a "
+           "model's fixed batch dimension wins)", "N"),
+)
+OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
+
+# The marker's allowed keys and their validators (the one table; later issues add keys here).
+MARKER_KEYS: dict[str, Callable[[Any], Any]] = {
+    "max_drop": positive_float,
+    "qat_limit": positive_float,
+    "metric": metric_name,
+    "relative": optional_bool,
+    "confidence": lambda value: None if value is None else open_fraction(value),
+    "gate": lambda value: None if value is None else choice("upper", "point")(value),
+    "output": name_or_index,
+}
+MARKER_SIGNATURE = ("quant_tolerance(max_drop=0.01, qat_limit=0.03, metric='accuracy', "
+                    "relative=None, confidence=None, gate=None, output=None)")
+
+
+def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a ``quant_tolerance`` marker's arguments; QuantGuardError names the allowed keys."""
+    allowed = ", ".join(MARKER_KEYS)
+    if args:
+        raise QuantGuardError(f"@quant_tolerance takes keyword arguments only (allowed keys: "
+                              f"{allowed}); got positional {list(args)}")
+    unknown = sorted(set(kwargs) - set(MARKER_KEYS))
+    if unknown:
+        raise QuantGuardError(f"@quant_tolerance: unknown key(s) {', '.join(unknown)}; the allowed "
+                              f"keys are {allowed}")
+    checked = {}
+    for key, value in kwargs.items():
+        try:
+            checked[key] = MARKER_KEYS[key](value)
+        except ValueError as error:
+            raise QuantGuardError(f"@quant_tolerance({key}=...): {error}") from None
+    return checked

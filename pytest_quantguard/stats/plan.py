@@ -1,0 +1,35 @@
+"""How many paired validation samples resolve a margin (research/statistics.md §4.3)."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+
+def plan(discordance: float, margin: float, *, power: float = 0.8, confidence: float = 0.95,
+         drop: float = 0.0) -> int:
+    """Total samples so the upper bound of the drop falls under ``margin`` with ``power``.
+
+    ``n = (z_{1-a} + z_{1-b})^2 (d - drop^2) / (margin - drop)^2`` with ``a = (1 - confidence)/2``
+    (the gate holds the upper bound of a two-sided interval), rounded up. ``discordance`` is the
+    share of samples on which the two models disagree in correctness (0/1 metrics), or the
+    per-sample variance of the paired difference for other metrics.
+    """
+    if not (math.isfinite(discordance) and discordance >= 0):
+        raise ValueError(f"discordance must be a finite number >= 0, got {discordance!r}")
+    _check_fraction("power", power)
+    _check_fraction("confidence", confidence)
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin!r}")
+    if not drop < margin:
+        raise ValueError(f"drop must be below the margin ({margin!r}), got {drop!r}")
+    normal = NormalDist()
+    alpha = (1.0 - confidence) / 2.0
+    z_sum = normal.inv_cdf(1.0 - alpha) + normal.inv_cdf(power)
+    variance = max(discordance - drop * drop, 0.0)
+    return max(1, math.ceil(z_sum * z_sum * variance / (margin - drop) ** 2 - 1e-9))
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")

@@ -1,0 +1,91 @@
+"""The decision framework: a drop, its interval and the tolerance become a verdict and a message.
+
+Rule (SPEC §1), with p the point estimate and [L, U] the interval of the drop:
+1. ship          if U < max_drop (gate="point": if p < max_drop)
+2. inconclusive  if p < max_drop (never with gate="point")
+3. try-qat       if p < qat_limit
+4. stay-fp16     otherwise
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from pytest_quantguard.stats.plan import plan
+
+GATES = ("upper", "point")
+
+
+class Verdict(enum.StrEnum):
+    SHIP = "ship"
+    TRY_QAT = "try-qat"
+    STAY_FP16 = "stay-fp16"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    rule: str
+    established: bool  # L >= max_drop: the degradation is beyond doubt, not just possible
+
+
+def decide(drop: float, low: float, high: float, *, max_drop: float, qat_limit: float,
+           gate: str = "upper", fmt=lambda x: f"{x:.4f}") -> Decision:
+    """Apply the verdict rule; ``fmt`` renders values in the metric's units for the rule text."""
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+    established = low >= max_drop
+    if gate == "point":
+        if drop < max_drop:
+            return Decision(Verdict.SHIP, f"ship because the drop {fmt(drop)} < max_drop "
+                            f"{fmt(max_drop)} (gate=point: the interval is not held against the "
+                            "limit)", established)
+    elif high < max_drop:
+        return Decision(Verdict.SHIP, f"ship because the upper bound {fmt(high)} < max_drop "
+                        f"{fmt(max_drop)}", established)
+    elif drop < max_drop:
+        return Decision(Verdict.INCONCLUSIVE, f"inconclusive because the drop {fmt(drop)} < max_drop "
+                        f"{fmt(max_drop)} <= the upper bound {fmt(high)}: the data cannot tell "
+                        "whether the candidate is within the limit", established)
+    if drop < qat_limit:
+        rule = (f"try-qat because max_drop {fmt(max_drop)} <= the drop {fmt(drop)} < qat_limit "
+                f"{fmt(qat_limit)}")
+        return Decision(Verdict.TRY_QAT, rule, established)
+    if max_drop >= qat_limit:
+        rule = (f"stay-fp16 because the drop {fmt(drop)} >= max_drop {fmt(max_drop)}, and there is "
+                f"no try-qat band (max_drop >= qat_limit {fmt(qat_limit)})")
+    else:
+        rule = f"stay-fp16 because the drop {fmt(drop)} >= qat_limit {fmt(qat_limit)}"
+    return Decision(Verdict.STAY_FP16, rule, established)
+
+
+def inconclusive_remedy(drop: float, max_drop: float, n: int, *, discordance: float | None = None,
+                        variance: float | None = None, confidence: float = 0.95) -> str:
+    """"About N samples (M more) would resolve it", or why more data is unlikely to help.
+
+    N is the total size for 80% power at the observed drop (floored at 0), using the observed
+    discordance floored at 3/n (0/1 metrics), or the per-sample variance of the difference.
+    """
+    if drop >= 0.8 * max_drop:
+        return ("more data is unlikely to help: the observed drop is at least 80% of max_drop, so "
+                "even a much larger set would most likely not bring the upper bound under the limit")
+    spread = max(discordance, 3.0 / n) if discordance is not None else variance
+    if spread is None:
+        raise ValueError("give the discordance (0/1 metrics) or the per-sample variance")
+    needed = plan(spread, max_drop, power=0.8, confidence=confidence, drop=max(drop, 0.0))
+    if needed <= n:
+        return (f"about {needed:,} samples would resolve it at 80% power; this set already has "
+                f"{n:,}, so a re-run on fresh data of the same size may resolve it")
+    return f"about {needed:,} samples ({needed - n:,} more) would resolve it (80% power)"
+
+
+REMEDIES = {
+    Verdict.SHIP: "none needed: the candidate is within the limit on this data",
+    Verdict.TRY_QAT: ("try quantization-aware training (QAT), or a gentler scheme (per-channel "
+                      "weights, keep the most sensitive layers in higher precision), then re-run "
+                      "the gate"),
+    Verdict.STAY_FP16: ("stay at FP16 (or full precision), or get bigger hardware: this "
+                        "quantization loses too much on this data"),
+}

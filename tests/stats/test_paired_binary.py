@@ -1,0 +1,93 @@
+import math
+
+import numpy as np
+import pytest
+
+from pytest_quantguard.stats import paired_binary_interval, tango_interval
+from pytest_quantguard.stats.paired_binary import _tango_statistic
+
+Z95 = 1.959963984540054
+
+
+def test_tango_with_no_disagreement_is_a_wilson_like_bound():
+    # b = c = 0: the limits solve n d / (1 - d) = z^2, i.e. d = z^2 / (n + z^2) (1.88 pt at n=200).
+    for n in (200, 899, 10_000):
+        low, high = tango_interval(0, 0, n, 0.95)
+        assert high == pytest.approx(Z95**2 / (n + Z95**2), rel=1e-9)
+        assert low == pytest.approx(-high, rel=1e-9)
+
+
+@pytest.mark.parametrize(("b", "c", "n"), [(5, 1, 200), (10, 10, 1000), (85, 7, 899), (1, 0, 50),
+                                           (0, 3, 100)])
+def test_tango_limits_are_where_the_score_statistic_equals_z(b, c, n):
+    low, high = tango_interval(b, c, n, 0.95)
+    assert low < (b - c) / n < high
+    if low > -1:
+        assert _tango_statistic(b, c, n, low) == pytest.approx(Z95, abs=1e-6)
+    if high < 1:
+        assert _tango_statistic(b, c, n, high) == pytest.approx(-Z95, abs=1e-6)
+
+
+@pytest.mark.parametrize(("b", "c", "n", "d"), [(5, 1, 200, 0.05), (30, 10, 500, -0.01),
+                                                (0, 4, 100, 0.02)])
+def test_restricted_mle_maximises_the_likelihood(b, c, n, d):
+    """The closed-form p01(d) equals a brute-force maximum of the multinomial likelihood."""
+    a_coef, b_coef, c_coef = 2.0 * n, -b - c + (2.0 * n - b + c) * d, -c * d * (1.0 - d)
+    closed = (math.sqrt(b_coef**2 - 4 * a_coef * c_coef) - b_coef) / (2 * a_coef)
+    grid = np.linspace(max(0.0, -d) + 1e-9, (1 - d) / 2 - 1e-9, 200_001)
+    loglik = b * np.log(grid + d) + c * np.log(grid) + (n - b - c) * np.log(1 - 2 * grid - d)
+    assert closed == pytest.approx(grid[np.argmax(loglik)], abs=2e-5)
+
+
+def test_bootstrap_interval_contains_tango_and_records_both():
+    result = paired_binary_interval(12, 4, 1000, confidence=0.95, resamples=10_000,
+                                    rng=np.random.default_rng(0))
+    assert result.method == "percentile+tango"
+    assert result.low <= result.details["tango_low"] and result.high >= result.details["tango_high"]
+    assert result.low <= result.details["bootstrap_low"]
+    assert result.high >= result.details["bootstrap_high"]
+    assert (result.details["reference_only"], result.details["candidate_only"]) == (12, 4)
+
+
+def test_one_sided_disagreement_is_widened_to_tango():
+    # c = 0: the bootstrap never draws a candidate-only sample and its upper bound is too low.
+    result = paired_binary_interval(2, 0, 200, confidence=0.95, resamples=10_000,
+                                    rng=np.random.default_rng(0))
+    assert result.details["bootstrap_high"] < result.details["tango_high"] == result.high
+
+
+def test_identical_models_fall_back_to_the_score_bound():
+    result = paired_binary_interval(0, 0, 500, confidence=0.95, resamples=10_000,
+                                    rng=np.random.default_rng(0))
+    assert result.method == "degenerate-fallback"
+    assert result.low < 0 < result.high
+    assert (result.low, result.high) == tango_interval(0, 0, 500, 0.95)
+
+
+@pytest.mark.parametrize(("b", "c", "n"), [(0, 0, 1), (1, 0, 1), (0, 1, 1), (3, 0, 3), (0, 0, 10**6),
+                                           (500, 500, 1000), (10**6, 0, 10**6)])
+def test_never_nan_never_zero_width_never_outside_minus_one_one(b, c, n):
+    result = paired_binary_interval(b, c, n, confidence=0.95, resamples=2000,
+                                    rng=np.random.default_rng(0))
+    assert math.isfinite(result.low) and math.isfinite(result.high)
+    assert -1.0 <= result.low < result.high <= 1.0
+
+
+def test_same_generator_state_gives_the_same_interval():
+    first = paired_binary_interval(9, 3, 800, confidence=0.9, resamples=5000,
+                                   rng=np.random.default_rng(7))
+    second = paired_binary_interval(9, 3, 800, confidence=0.9, resamples=5000,
+                                    rng=np.random.default_rng(7))
+    assert first == second
+
+
+def test_higher_confidence_gives_a_wider_interval():
+    low90, high90 = tango_interval(20, 8, 1000, 0.90)
+    low99, high99 = tango_interval(20, 8, 1000, 0.99)
+    assert low99 < low90 and high99 > high90
+
+
+@pytest.mark.parametrize(("b", "c", "n"), [(-1, 0, 10), (6, 5, 10), (0, 0, 0)])
+def test_impossible_counts_are_refused(b, c, n):
+    with pytest.raises(ValueError, match="b \\+ c <= n"):
+        tango_interval(b, c, n, 0.95)
