@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     env, requirement, command = TARGETS[argv[0]]
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be run by an older python3
         print("dev.py: pytest-quantguard needs Python 3.11 or newer", file=sys.stderr)
         return 2
     python = ensure_env(env, requirement)

@@ -151,15 +151,15 @@ def quant_compare(request: pytest.FixtureRequest):
         failure = None
         try:
             _check_name(names, name)
-            tolerance = {**state.options, **item.stash.get(TOLERANCE_KEY, {}),
-                         **_call_tolerance(keywords)}
+            tolerance = _merge(state.options, item.stash.get(TOLERANCE_KEY, {}),
+                               _call_tolerance(keywords))
             comparison = run(
                 reference, candidate, data=_data(request, state, data),
                 metric=metric if metric is not None else tolerance.get("metric"),
                 output=output if output is not None else tolerance.get("output"),
                 max_drop=tolerance["max_drop"], qat_limit=tolerance["qat_limit"],
-                relative=tolerance.get("relative"), confidence=tolerance["confidence"] or 0.95,
-                gate=tolerance["gate"] or "upper", resamples=state.options["bootstrap"],
+                relative=tolerance.get("relative"), confidence=tolerance["confidence"],
+                gate=tolerance["gate"], resamples=state.options["bootstrap"],
                 seed=state.options["seed"], name=name, metric_options=keywords,
                 batch_size=state.options["batch_size"], base_dir=state.rootpath,
                 comparison_id=item.nodeid if name is None else f"{item.nodeid}::{name}")
@@ -200,7 +200,15 @@ def _check_name(names: list[str | None], name: str | None) -> None:
 def _call_tolerance(keywords: dict[str, Any]) -> dict[str, Any]:
     """Tolerance keys given on the call (highest precedence), validated like the marker's."""
     found = {key: keywords.pop(key) for key in TOLERANCE_KEYS if key in keywords}
-    return settings.validate_marker((), found)
+    return settings.validate_marker((), found, where="quant_compare")
+
+
+def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers win key by key; None in a marker or call keyword means "inherit"."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update({key: value for key, value in layer.items() if value is not None})
+    return merged
 
 
 def _data(request: pytest.FixtureRequest, state: QuantGuardState, data: Any):

@@ -142,20 +142,21 @@ MARKER_SIGNATURE = ("quant_tolerance(max_drop=0.01, qat_limit=0.03, metric='accu
                     "relative=None, confidence=None, gate=None, output=None)")
 
 
-def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], *,
+                    where: str = "@quant_tolerance") -> dict[str, Any]:
     """Check a ``quant_tolerance`` marker's arguments; QuantGuardError names the allowed keys."""
     allowed = ", ".join(MARKER_KEYS)
     if args:
-        raise QuantGuardError(f"@quant_tolerance takes keyword arguments only (allowed keys: "
+        raise QuantGuardError(f"{where} takes keyword arguments only (allowed keys: "
                               f"{allowed}); got positional {list(args)}")
     unknown = sorted(set(kwargs) - set(MARKER_KEYS))
     if unknown:
-        raise QuantGuardError(f"@quant_tolerance: unknown key(s) {', '.join(unknown)}; the allowed "
+        raise QuantGuardError(f"{where}: unknown key(s) {', '.join(unknown)}; the allowed "
                               f"keys are {allowed}")
     checked = {}
     for key, value in kwargs.items():
         try:
             checked[key] = MARKER_KEYS[key](value)
         except ValueError as error:
-            raise QuantGuardError(f"@quant_tolerance({key}=...): {error}") from None
+            raise QuantGuardError(f"{where}({key}=...): {error}") from None
     return checked

@@ -258,3 +258,35 @@ def test_help_lists_the_options_with_ini_twins(pytester):
                                  "*--quant-seed=S*", "*--quant-gate={upper,point}*",
                                  "*--quant-inconclusive={fail,warn}*", "*--quant-batch-size=N*"])
     result.stdout.fnmatch_lines(["*quant_max_drop (string)*"])
+
+
+def test_markers_merge_from_module_to_function_and_none_inherits(pytester, example):
+    pytester.makeini("[pytest]\nquant_data = prod_val\nquant_confidence = 0.5\n")
+    pytester.makepyfile(test_merge="""
+import pytest
+
+pytestmark = pytest.mark.quant_tolerance(qat_limit=0.5)
+
+@pytest.mark.quant_tolerance(max_drop=0.2, confidence=None)
+def test_merged(quant_compare):
+    result = quant_compare("models/fp32.onnx", "models/int2.onnx")
+    assert (result.max_drop, result.qat_limit, result.confidence) == (0.2, 0.5, 0.5)
+
+@pytest.mark.quant_tolerance(max_drop=0.05)
+def test_closest_wins(quant_compare):
+    quant_compare("models/fp32.onnx", "models/int2.onnx", confidence=0.99)
+""")
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=1, failed=1)
+    # module qat_limit 0.5 + function max_drop 0.05: try-qat (not stay-fp16), at the call's 99%
+    result.stdout.fnmatch_lines(["*quantguard verdict: try-qat*", "*99% interval*"])
+
+
+def test_call_keywords_are_validated_and_named(pytester, example):
+    pytester.makepyfile(test_kw="""
+def test_bad(quant_compare):
+    quant_compare("models/fp32.onnx", "models/int8.onnx", gate="lower")
+""")
+    result = pytester.runpytest("--quant-data=prod_val")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*quantguard: quant_compare(gate=...): must be one of upper, point*"])
