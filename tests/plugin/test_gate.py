@@ -290,3 +290,27 @@ def test_bad(quant_compare):
     result = pytester.runpytest("--quant-data=prod_val")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*quantguard: quant_compare(gate=...): must be one of upper, point*"])
+
+
+def test_quant_data_fixture_gives_the_validation_set_and_the_header_names_it(pytester, example):
+    pytester.makeini("[pytest]\nquant_data = prod_val\n")
+    pytester.makepyfile(test_fixture="""
+from pytest_quantguard import ValidationSet
+
+def test_fixture(quant_data):
+    assert isinstance(quant_data, ValidationSet)
+    assert quant_data.n == 899 and quant_data.task == "classification"
+    assert quant_data.path.name == "prod_val"
+""")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["quantguard: data=*prod_val max_drop=0.01 qat_limit=0.03 "
+                                 "confidence=0.95 gate=upper bootstrap=10000 seed=0"])
+
+
+def test_no_header_and_no_summary_when_unused(pytester):
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("quantguard: *")  # no header line
+    result.stdout.no_fnmatch_line("*comparison(s)*")  # no summary table
