@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_quantguard._paths import shown
 from pytest_quantguard.errors import QuantGuardError
 
 TASKS = ("classification", "regression", "language-model", "fidelity")
@@ -102,7 +103,7 @@ class ValidationSet:
 
     @property
     def description(self) -> str:
-        return str(self.path) if self.path is not None else "in-memory data"
+        return shown(self.path) if self.path is not None else "in-memory data"
 
     @property
     def first_file(self) -> str:

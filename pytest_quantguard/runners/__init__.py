@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from pytest_quantguard._paths import shown
 from pytest_quantguard.errors import QuantGuardError
 
 
@@ -43,7 +44,7 @@ def make_runner(model: Any, *, base_dir: Path | None = None, role: str = "model"
         if path.suffix.lower() == ".onnx":
             from pytest_quantguard.runners.onnx import OnnxRunner
 
-            return OnnxRunner(path)
+            return OnnxRunner(path, description=shown(path, base_dir))
         raise QuantGuardError(f"{path}: unsupported {role} model format {path.suffix!r}; this version "
                               "runs .onnx files and Python callables")
     if callable(model):

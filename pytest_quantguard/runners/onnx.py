@@ -21,13 +21,13 @@ QUIET = 3  # onnxruntime severity: errors only
 class OnnxRunner:
     """An onnxruntime session on one ``.onnx`` file; inputs are matched by name (or position if one)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, description: str | None = None):
         try:
             import onnxruntime
         except ImportError:
             raise MissingBackendError("onnxruntime", "onnx", f"the ONNX model {path}") from None
         self.path = str(path)
-        self.description = str(path)
+        self.description = description or str(path)
         self.nbytes = path.stat().st_size
         self.sha256 = file_sha256(path)
         options = onnxruntime.SessionOptions()

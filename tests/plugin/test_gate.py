@@ -28,8 +28,8 @@ def test_good_candidate_ships_and_degraded_one_fails_with_a_verdict(pytester, ex
     result.assert_outcomes(passed=1, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([
-        "*quantguard verdict: stay-fp16 (candidate *int2.onnx vs reference *fp32.onnx on *prod_val, "
-        "n=899)",
+        "quantguard verdict: stay-fp16 (candidate models/int2.onnx vs reference models/fp32.onnx on "
+        "prod_val, n=899)",
         "*accuracy: reference 0.9766, candidate 0.8899",
         "*drop 0.0868 (8.68 pt), 95% interval [[]+0.0667, +0.1084] (percentile+tango, 10000 resamples)",
         "*rule: stay-fp16 because the drop 0.0868 (8.68 pt) >= qat_limit 0.0300 (3.00 pt); "
