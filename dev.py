@@ -35,7 +35,11 @@ def ensure_env(name: str, requirement: str) -> Path:
     python = python_in(env)
     if not python.exists():
         print(f"dev.py: creating {name}/", flush=True)
-        venv.EnvBuilder(with_pip=True).create(env)
+        try:
+            venv.EnvBuilder(with_pip=True).create(env)
+        except (OSError, subprocess.CalledProcessError) as error:
+            sys.exit(f"dev.py: could not create {name}/ ({error}). On Debian/Ubuntu install the "
+                     "venv module first: apt-get install python3-venv")
     stamp = env / ".installed"
     sources = [ROOT / "pyproject.toml"]
     if not stamp.exists() or stamp.read_text() != requirement or any(

@@ -146,7 +146,7 @@ def quant_compare(request: pytest.FixtureRequest):
     def quant_compare(reference: Any, candidate: Any, *, data: Any = None, metric: str | None = None,
                       output: str | int | None = None, name: str | None = None, **keywords: Any):
         __tracebackhide__ = True
-        from pytest_quantguard.compare import run
+        from pytest_quantguard.comparison import run
 
         failure = None
         try:

@@ -180,3 +180,19 @@ def test_never_nan_and_never_zero_width_for_identical_models():
     result = compare(FP32, FP32, data=PROD_VAL)
     assert result.method == "degenerate-fallback"
     assert math.isfinite(result.interval.low) and result.interval.low < 0 < result.interval.high
+
+
+def test_compare_signature_is_the_contract():
+    import inspect
+
+    parameters = inspect.signature(compare).parameters
+    assert [(name, p.kind.name, p.default) for name, p in parameters.items()] == [
+        ("reference", "POSITIONAL_OR_KEYWORD", inspect.Parameter.empty),
+        ("candidate", "POSITIONAL_OR_KEYWORD", inspect.Parameter.empty),
+        ("data", "KEYWORD_ONLY", inspect.Parameter.empty),
+        ("metric", "KEYWORD_ONLY", None), ("max_drop", "KEYWORD_ONLY", None),
+        ("qat_limit", "KEYWORD_ONLY", None), ("relative", "KEYWORD_ONLY", None),
+        ("confidence", "KEYWORD_ONLY", 0.95), ("gate", "KEYWORD_ONLY", "upper"),
+        ("resamples", "KEYWORD_ONLY", 10000), ("seed", "KEYWORD_ONLY", 0),
+        ("output", "KEYWORD_ONLY", None), ("name", "KEYWORD_ONLY", None),
+        ("metric_options", "VAR_KEYWORD", inspect.Parameter.empty)]

@@ -99,29 +99,35 @@ def test_int8(quant_compare):
 HEAVY = ("torch", "onnxruntime", "onnx", "scipy", "matplotlib")
 
 
-def test_importing_the_package_and_loading_the_plugin_imports_no_backend(pytester):
+def test_loading_the_plugin_imports_no_backend_and_not_even_numpy(pytester):
+    # The plugin loads in every pytest run where the package is installed.
     pytester.makepyfile(test_modules=f"""
 import sys
 
 def test_nothing_heavy_loaded(pytestconfig):
     assert pytestconfig.pluginmanager.hasplugin("quantguard")
-    heavy = sorted(name for name in sys.modules if name.split(".")[0] in {HEAVY!r})
-    assert heavy == []
+    loaded = sorted(name for name in sys.modules
+                    if name.split(".")[0] in {(*HEAVY, "numpy")!r})
+    assert loaded == []
 """)
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1)
 
 
-def test_plain_python_import_imports_no_backend(tmp_path):
+def _modules_after(code: str, cwd) -> list[str]:
     import subprocess
 
-    code = ("import sys, pytest_quantguard, pytest_quantguard.plugin; "
-            "from pytest_quantguard import compare, plan, quant_tolerance, Comparison, Interval, "
-            "Verdict, ValidationSet, QuantGuardWarning, register_metric, __version__; "
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=tmp_path)
-    assert out.stdout.strip() == "[]"
+    probe = f"{code}; import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=cwd)
+    return eval(out.stdout)  # a printed list of str
+
+
+def test_importing_the_public_names_imports_no_backend(tmp_path):
+    assert _modules_after("import pytest_quantguard", tmp_path) == []
+    assert _modules_after("from pytest_quantguard import compare, plan, quant_tolerance, Comparison, "
+                          "Interval, Verdict, ValidationSet, QuantGuardWarning, register_metric, "
+                          "__version__", tmp_path) == []
 
 
 def test_root_logger_is_left_alone_and_onnxruntime_is_quiet(pytester, example):

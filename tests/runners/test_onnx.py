@@ -63,7 +63,7 @@ def test_fixed_batch_dimension_is_padded_and_trimmed(tmp_path, digits, weights):
 
 
 def test_batch_size_does_not_change_the_result(digits, weights, tmp_path):
-    from pytest_quantguard.compare import run
+    from pytest_quantguard.comparison import run
 
     inputs, labels = digits
     model = linear_model(tmp_path / "m.onnx", weights)
