@@ -66,7 +66,8 @@ def load_folder(path: Path) -> ValidationSet:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
         parts.append(Part(shard["n"], str(file),
-                          _loader(file, input_names, label_name if has_labels else None)))
+                          _loader(file, shard["n"], input_names,
+                                  label_name if has_labels else None)))
     digest.update(json.dumps(manifest, sort_keys=True).encode())
     task = _resolve_task(manifest.get("task"), has_labels, str(folder / MANIFEST_NAME))
     return ValidationSet._from_parts(parts=parts, input_names=input_names, has_labels=has_labels,
@@ -195,17 +196,19 @@ def _check_consistent(shards: list[dict[str, Any]]) -> None:
                     f"({first['inputs'][name][1]}); every shard needs the same sample shape and dtype")
 
 
-def _loader(file: Path, input_names: list[str], label_name: str | None):
-    def load() -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+def _loader(file: Path, n: int, input_names: list[str], label_name: str | None):
+    def load(with_inputs: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """Read the shard's arrays (only its labels when ``with_inputs`` is False)."""
         try:
             with np.load(file, allow_pickle=False) as archive:
-                inputs = {name: archive[name] for name in input_names}
+                names = input_names if with_inputs else input_names[:0]
+                inputs = {name: archive[name] for name in names}
                 labels = archive[label_name] if label_name is not None else None
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
             raise QuantGuardError(f"{file}: could not be read ({error}); re-save it with "
                                   f"{NPZ_HOWTO}") from None
         if labels is not None:
-            labels = _check_labels(labels, len(next(iter(inputs.values()))), str(file))
+            labels = _check_labels(labels, n, str(file))
         return inputs, labels
 
     return load

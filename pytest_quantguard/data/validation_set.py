@@ -37,7 +37,7 @@ class Part:
 
     n: int
     origin: str
-    load: Callable[[], tuple[dict[str, np.ndarray], np.ndarray | None]]
+    load: Callable[[bool], tuple[dict[str, np.ndarray], np.ndarray | None]]  # (inputs too?)
 
 
 class ValidationSet:
@@ -59,7 +59,7 @@ class ValidationSet:
         arrays = dict(named)
         if labels is not None:
             arrays["labels"] = labels
-        self._init(parts=[Part(n, "in-memory arrays", lambda: (named, labels))],
+        self._init(parts=[Part(n, "in-memory arrays", lambda _inputs=True: (named, labels))],
                    input_names=list(named), has_labels=labels is not None,
                    task=_resolve_task(task, labels is not None, "ValidationSet(task=...)"),
                    digest=_arrays_digest(arrays), path=None, manifest={})
@@ -116,7 +116,7 @@ class ValidationSet:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         start = 0
         for part in self._parts:
-            inputs, labels = part.load()
+            inputs, labels = part.load(True)
             for offset in range(0, part.n, batch_size):
                 stop = min(offset + batch_size, part.n)
                 yield Batch(inputs={name: array[offset:stop] for name, array in inputs.items()},
@@ -129,7 +129,7 @@ class ValidationSet:
         """All labels, concatenated (small: one value per sample)."""
         if not self.has_labels:
             return None
-        return np.concatenate([part.load()[1] for part in self._parts])
+        return np.concatenate([part.load(False)[1] for part in self._parts])
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ValidationSet:
         """An in-memory set of the given samples (for pilots and examples; loads what it needs)."""
