@@ -17,7 +17,7 @@ from pytest_quantguard.data import ValidationSet, as_validation_set
 from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.metrics import Metric, get_metric
 from pytest_quantguard.runners import Runner, make_runner
-from pytest_quantguard.stats import derive_rng, paired_binary_interval
+from pytest_quantguard.stats import IntervalResult, derive_rng, paired_binary_interval
 from pytest_quantguard.stats.seeding import scores_digest
 from pytest_quantguard.verdict import REMEDIES, Verdict, decide, inconclusive_remedy
 
@@ -134,7 +134,7 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
     max_drop = _checked("max_drop", settings.positive_float, 0.01 if max_drop is None else max_drop)
     qat_limit = _checked("qat_limit", settings.positive_float, 0.03 if qat_limit is None else qat_limit)
     confidence = _checked("confidence", settings.open_fraction, confidence)
-    gate = _checked("gate", settings.choice(*("upper", "point")), gate)
+    gate = _checked("gate", settings.gate_name, gate)
     resamples = _checked("resamples", settings.positive_int, resamples)
     seed = _checked("seed", settings.seed_int, seed)
     batch_size = _checked("batch_size", settings.positive_int, batch_size)
@@ -178,17 +178,15 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
 
     rng = derive_rng(seed, dataset.digest, chosen.name, scores_digest(reference_scores,
                                                                        candidate_scores))
-    b = int(np.count_nonzero((reference_scores == 1) & (candidate_scores == 0)))
-    c = int(np.count_nonzero((reference_scores == 0) & (candidate_scores == 1)))
-    result = paired_binary_interval(b, c, dataset.n, confidence=confidence, resamples=resamples,
-                                    rng=rng)
+    result = _interval(chosen, reference_scores, candidate_scores, confidence=confidence,
+                       resamples=resamples, rng=rng)
     interval = Interval(result.low, result.high)
     decision = decide(drop, interval.low, interval.high, max_drop=max_drop, qat_limit=qat_limit,
                       gate=gate, fmt=_formatter(chosen, relative))
     facts = dict(n=dataset.n, metric=chosen, relative=relative, confidence=confidence,
                  resamples=resamples, method=result.method, drop=drop, interval=interval,
-                 reference_score=reference_score, candidate_score=candidate_score, b=b, c=c,
-                 max_drop=max_drop, data=dataset, reference=reference_runner,
+                 reference_score=reference_score, candidate_score=candidate_score,
+                 details=result.details, max_drop=max_drop, data=dataset, reference=reference_runner,
                  candidate=candidate_runner)
     message = _message(decision, facts)
     return Comparison(
@@ -203,6 +201,18 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
         details={**result.details, "established": decision.established},
         runtime={**timings, "cache": "off", "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")},
     )
+
+
+def _interval(metric: Metric, reference_scores: np.ndarray, candidate_scores: np.ndarray, *,
+              confidence: float, resamples: int, rng: np.random.Generator) -> IntervalResult:
+    """The interval family the metric's kind declares (statistics.md §0)."""
+    if metric.kind == "binary":
+        b = int(np.count_nonzero((reference_scores == 1) & (candidate_scores == 0)))
+        c = int(np.count_nonzero((reference_scores == 0) & (candidate_scores == 1)))
+        return paired_binary_interval(b, c, len(reference_scores), confidence=confidence,
+                                      resamples=resamples, rng=rng)
+    raise QuantGuardError(f"metric {metric.name!r}: no interval for metric kind {metric.kind!r} in "
+                          "this version")
 
 
 def _score(dataset: ValidationSet, metric: Metric, reference: Runner, candidate: Runner,
@@ -281,9 +291,10 @@ def _message(decision, facts: dict[str, Any]) -> str:
         f"  drop {fmt(facts['drop'])}, {level} interval [{low:+.4f}, {high:+.4f}] "
         f"({facts['method']}, {facts['resamples']} resamples)",
     ]
+    details = facts["details"]
     if metric.kind == "binary":
-        lines.append(f"  samples only the reference gets right: {facts['b']}; only the candidate: "
-                     f"{facts['c']}")
+        lines.append(f"  samples only the reference gets right: {details['reference_only']}; only "
+                     f"the candidate: {details['candidate_only']}")
     if facts["method"] == "degenerate-fallback":
         lines.append("  (degenerate-fallback: the two models never disagree here, so every bootstrap "
                      "resample is identical; the interval is the Tango score bound)")
@@ -293,7 +304,8 @@ def _message(decision, facts: dict[str, Any]) -> str:
     lines.append(f"  rule: {rule}")
     if decision.verdict == Verdict.INCONCLUSIVE:
         remedy = inconclusive_remedy(facts["drop"], facts["max_drop"], facts["n"],
-                                     discordance=(facts["b"] + facts["c"]) / facts["n"],
+                                     discordance=(details["reference_only"]
+                                                  + details["candidate_only"]) / facts["n"],
                                      confidence=facts["confidence"])
     else:
         remedy = REMEDIES[decision.verdict]

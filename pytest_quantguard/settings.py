@@ -52,6 +52,10 @@ def choice(*allowed: str) -> Callable[[Any], str]:
     return check
 
 
+GATES = ("upper", "point")  # what the limit is held against: the upper bound, or the point estimate
+gate_name = choice(*GATES)
+
+
 def optional_bool(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
@@ -119,7 +123,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("confidence", 0.95, open_fraction, "two-sided interval level", "C"),
     Option("bootstrap", 10000, positive_int, "bootstrap resamples", "N"),
     Option("seed", 0, seed_int, "resampling seed", "S"),
-    Option("gate", "upper", choice("upper", "point"), "what the limit is held against: the "
+    Option("gate", "upper", gate_name, "what the limit is held against: the "
            "interval's upper bound, or the point estimate", "{upper,point}"),
     Option("inconclusive", "fail", choice("fail", "warn"), "what an inconclusive verdict does: fail "
            "the test, or pass with a QuantGuardWarning", "{fail,warn}"),
@@ -135,7 +139,7 @@ MARKER_KEYS: dict[str, Callable[[Any], Any]] = {
     "metric": metric_name,
     "relative": optional_bool,
     "confidence": lambda value: None if value is None else open_fraction(value),
-    "gate": lambda value: None if value is None else choice("upper", "point")(value),
+    "gate": lambda value: None if value is None else gate_name(value),
     "output": name_or_index,
 }
 MARKER_SIGNATURE = ("quant_tolerance(max_drop=0.01, qat_limit=0.03, metric='accuracy', "

@@ -12,9 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from pytest_quantguard.settings import GATES
 from pytest_quantguard.stats.plan import plan
-
-GATES = ("upper", "point")
 
 
 class Verdict(enum.StrEnum):
