@@ -124,7 +124,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("bootstrap", 10000, positive_int, "bootstrap resamples", "N"),
     Option("seed", 0, seed_int, "resampling seed", "S"),
     Option("gate", "upper", gate_name, "what the limit is held against: the "
-           "interval's upper bound, or the point estimate", "{upper,point}"),
+           "interval's upper bound, or the point estimate", "{" + ",".join(GATES) + "}"),
     Option("inconclusive", "fail", choice("fail", "warn"), "what an inconclusive verdict does: fail "
            "the test, or pass with a QuantGuardWarning", "{fail,warn}"),
     Option("batch_size", 1024, positive_int, "inference batch size (never larger than the set; a "

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_quantguard._files import hash_file
 from pytest_quantguard.data.validation_set import (
     DEFAULT_INPUT_NAME,
     TASKS,
@@ -62,9 +63,7 @@ def load_folder(path: Path) -> ValidationSet:
         file = shard["file"]
         relative = file.relative_to(folder).as_posix()
         digest.update(f"{relative}\0{file.stat().st_size}\0".encode())
-        with file.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        hash_file(digest, file)
         parts.append(Part(shard["n"], str(file),
                           _loader(file, shard["n"], input_names,
                                   label_name if has_labels else None)))
@@ -201,8 +200,7 @@ def _loader(file: Path, n: int, input_names: list[str], label_name: str | None):
         """Read the shard's arrays (only its labels when ``with_inputs`` is False)."""
         try:
             with np.load(file, allow_pickle=False) as archive:
-                names = input_names if with_inputs else input_names[:0]
-                inputs = {name: archive[name] for name in names}
+                inputs = {name: archive[name] for name in (input_names if with_inputs else [])}
                 labels = archive[label_name] if label_name is not None else None
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
             raise QuantGuardError(f"{file}: could not be read ({error}); re-save it with "

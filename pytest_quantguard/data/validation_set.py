@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_quantguard._paths import shown
+from pytest_quantguard._files import shown
 from pytest_quantguard.errors import QuantGuardError
 
 TASKS = ("classification", "regression", "language-model", "fidelity")
@@ -37,7 +37,8 @@ class Part:
 
     n: int
     origin: str
-    load: Callable[[bool], tuple[dict[str, np.ndarray], np.ndarray | None]]  # (inputs too?)
+    # load(with_inputs) -> (inputs, labels); with_inputs=False may skip reading the inputs
+    load: Callable[[bool], tuple[dict[str, np.ndarray], np.ndarray | None]]
 
 
 class ValidationSet:

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from pytest_quantguard._paths import shown
+from pytest_quantguard._files import hash_file, shown
 from pytest_quantguard.errors import QuantGuardError
 
 
@@ -57,9 +57,7 @@ def make_runner(model: Any, *, base_dir: Path | None = None, role: str = "model"
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    hash_file(digest, path)
     return digest.hexdigest()
 
 

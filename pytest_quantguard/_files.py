@@ -1,8 +1,9 @@
-"""How paths are shown to people: relative to the working directory when inside it."""
+"""Small file helpers shared by the data and runner rooms: how paths are shown, how files are hashed."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def shown(path: Path | str, base: Path | None = None) -> str:
@@ -12,3 +13,10 @@ def shown(path: Path | str, base: Path | None = None) -> str:
         return path.resolve().relative_to((base or Path.cwd()).resolve()).as_posix()
     except (ValueError, OSError):
         return str(path)
+
+
+def hash_file(digest: Any, path: Path) -> None:
+    """Feed ``path``'s bytes into a hashlib ``digest``, 1 MiB at a time."""
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
