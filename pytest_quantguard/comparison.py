@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +15,12 @@ import numpy as np
 
 from pytest_quantguard import settings
 from pytest_quantguard.data import ValidationSet, as_validation_set
-from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 from pytest_quantguard.metrics import Metric, get_metric
 from pytest_quantguard.runners import Runner, make_runner
 from pytest_quantguard.stats import IntervalResult, derive_rng, paired_binary_interval
+from pytest_quantguard.stats.families import MIN_GROUPS, difference_interval, ratio_interval
+from pytest_quantguard.stats.paired_binary import mcnemar_exact_p, paired_ratio_interval
 from pytest_quantguard.stats.seeding import scores_digest
 from pytest_quantguard.verdict import REMEDIES, Verdict, decide, inconclusive_remedy
 
@@ -53,6 +56,7 @@ class Comparison:
     gate: str
     message: str
     relative: bool = False
+    max_error_increase: float | None = None  # set: drop is the error rate's relative growth
     n_groups: int | None = None
     name: str | None = None
     id: str = ""
@@ -82,7 +86,9 @@ class Comparison:
                          "resamples": int(self.resamples), "seed": int(self.seed)},
             "verdict": str(self.verdict),
             "thresholds": {"max_drop": float(self.max_drop), "qat_limit": float(self.qat_limit),
-                           "gate": self.gate, "relative": bool(self.relative)},
+                           "gate": self.gate, "relative": bool(self.relative),
+                           "max_error_increase": (None if self.max_error_increase is None
+                                                  else float(self.max_error_increase))},
             "message": self.message,
             "details": _builtins(self.details),
             "runtime": _builtins(self.runtime),
@@ -100,7 +106,8 @@ class Comparison:
             method=interval["method"], confidence=interval["confidence"],
             resamples=interval["resamples"], seed=interval["seed"],
             max_drop=thresholds["max_drop"], qat_limit=thresholds["qat_limit"],
-            gate=thresholds["gate"], relative=thresholds["relative"], message=record["message"],
+            gate=thresholds["gate"], relative=thresholds["relative"],
+            max_error_increase=thresholds.get("max_error_increase"), message=record["message"],
             name=record.get("name"), id=record.get("id", ""),
             reference=_model_info(record["reference"]), candidate=_model_info(record["candidate"]),
             data={"path": record["data"].get("path"), "sha256": record["data"].get("sha256")},
@@ -118,19 +125,37 @@ def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = N
     ``reference`` and ``candidate``: a path to a ``.onnx`` file or a callable ``f(batch)``.
     ``data``: a folder, a ``ValidationSet``, ``(inputs, labels)`` or ``inputs``. Nothing here
     raises on a bad verdict: read ``comparison.verdict`` (the fixture is what fails tests).
+    ``max_error_increase=0.2`` (0/1 metrics, instead of ``max_drop``): the candidate's error rate
+    may grow by at most 20% of the reference's.
     """
+    options = dict(metric_options)
+    max_error_increase = options.pop("max_error_increase", None)
     return run(reference, candidate, data=data, metric=metric, max_drop=max_drop,
                qat_limit=qat_limit, relative=relative, confidence=confidence, gate=gate,
                resamples=resamples, seed=seed, output=output, name=name,
-               metric_options=metric_options)
+               metric_options=options, max_error_increase=max_error_increase)
 
 
 def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_drop: float | None,
         qat_limit: float | None, relative: bool | None, confidence: float, gate: str,
         resamples: int, seed: int, output: str | int | None, name: str | None,
         metric_options: Mapping[str, Any], batch_size: int = 1024, base_dir: Path | None = None,
-        comparison_id: str | None = None) -> Comparison:
+        comparison_id: str | None = None, max_error_increase: float | None = None) -> Comparison:
     """``compare()`` with the knobs the fixture also sets (batch size, base dir, test id)."""
+    if max_error_increase is not None:
+        max_error_increase = _checked("max_error_increase", settings.positive_float,
+                                      max_error_increase)
+        if max_drop is not None:
+            raise QuantGuardError(f"give max_drop={max_drop!r} or max_error_increase="
+                                  f"{max_error_increase!r}, not both: they are two ways to state "
+                                  "the same limit")
+        if relative:
+            raise QuantGuardError("relative=True and max_error_increase= are two different "
+                                  "margins; give one")
+        relative = False
+        max_drop = max_error_increase
+        if qat_limit is None:  # the try-qat band, in the same unit: up to 3x the ship limit
+            qat_limit = 3 * max_error_increase
     max_drop = _checked("max_drop", settings.positive_float, 0.01 if max_drop is None else max_drop)
     qat_limit = _checked("qat_limit", settings.positive_float, 0.03 if qat_limit is None else qat_limit)
     confidence = _checked("confidence", settings.open_fraction, confidence)
@@ -154,10 +179,13 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
                               f"{', '.join(sorted(metric_options))}")
     if relative is None:
         relative = chosen.default_relative
-    if relative and chosen.kind == "binary":
-        raise QuantGuardError(f"relative=True for {chosen.name!r} (a relative margin on a 0/1 "
-                              "metric) is part of the contract but not implemented in this version "
-                              "yet; give max_drop as an absolute drop")
+    if max_error_increase is not None and chosen.kind != "binary":
+        raise QuantGuardError(f"max_error_increase applies to metrics that score each sample 0/1 "
+                              f"(accuracy, top-k): it limits the growth of the error rate. "
+                              f"{chosen.name!r} is not one; use max_drop (relative=True for a "
+                              "relative limit)")
+    margin = "error-increase" if max_error_increase is not None else (
+        "relative" if relative else "absolute")
     if chosen.needs_labels and not dataset.has_labels:
         raise QuantGuardError(f"{dataset.first_file}: metric {chosen.name!r} needs labels, and the "
                               "validation set has none; save them beside the inputs "
@@ -172,18 +200,22 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
         dataset, chosen, reference_runner, candidate_runner, output, min(batch_size, dataset.n))
     reference_score = chosen.aggregate(reference_scores)
     candidate_score = chosen.aggregate(candidate_scores)
-    drop = reference_score - candidate_score
-    if not chosen.higher_is_better:
-        drop = -drop
+    drop = _drop(chosen, margin, reference_score, candidate_score, dataset)
+    groups = dataset.groups
+    if groups is not None and dataset.n_groups < MIN_GROUPS:
+        warnings.warn(QuantGuardWarning(
+            f"{dataset.description}: only {dataset.n_groups} groups; a clustered interval with fewer "
+            f"than {MIN_GROUPS} groups is unreliable (it tends to be too narrow): collect more "
+            "groups (documents, products, scenes)"), stacklevel=3)
 
     rng = derive_rng(seed, dataset.digest, chosen.name, scores_digest(reference_scores,
                                                                        candidate_scores))
-    result = _interval(chosen, reference_scores, candidate_scores, confidence=confidence,
-                       resamples=resamples, rng=rng)
+    result = _interval(chosen, reference_scores, candidate_scores, groups=groups, margin=margin,
+                       confidence=confidence, resamples=resamples, rng=rng)
     interval = Interval(result.low, result.high)
     decision = decide(drop, interval.low, interval.high, max_drop=max_drop, qat_limit=qat_limit,
-                      gate=gate, fmt=_formatter(chosen, relative))
-    facts = dict(n=dataset.n, metric=chosen, relative=relative, confidence=confidence,
+                      gate=gate, fmt=_formatter(chosen, margin))
+    facts = dict(n=dataset.n, metric=chosen, margin=margin, confidence=confidence,
                  resamples=resamples, method=result.method, drop=drop, interval=interval,
                  reference_score=reference_score, candidate_score=candidate_score,
                  details=result.details, max_drop=max_drop, data=dataset, reference=reference_runner,
@@ -194,25 +226,68 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
         candidate_score=candidate_score, n=dataset.n, n_groups=dataset.n_groups,
         metric=chosen.name, method=result.method, confidence=confidence, resamples=resamples,
         seed=seed, max_drop=max_drop, qat_limit=qat_limit, gate=gate, relative=relative,
+        max_error_increase=max_error_increase,
         message=message, name=name, id=comparison_id if comparison_id is not None else (name or ""),
         reference=_runner_info(reference_runner), candidate=_runner_info(candidate_runner),
         data={"path": None if dataset.path is None else str(dataset.path),
               "sha256": dataset.digest},
-        details={**result.details, "established": decision.established},
+        details={**result.details, "margin": margin, "established": decision.established},
         runtime={**timings, "cache": "off", "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")},
     )
 
 
+def _drop(metric: Metric, margin: str, reference: float, candidate: float,
+          dataset: ValidationSet) -> float:
+    """The point estimate on the margin's scale (SPEC §1: positive = the candidate is worse)."""
+    if margin == "absolute":
+        return reference - candidate if metric.higher_is_better else candidate - reference
+    if margin == "error-increase":
+        if reference >= 1.0:
+            raise QuantGuardError(f"{dataset.description}: the reference makes no error on these "
+                                  f"{dataset.n} samples, so an error-rate increase relative to it "
+                                  "is undefined; use max_drop (an absolute limit) or more data")
+        return ((1.0 - candidate) - (1.0 - reference)) / (1.0 - reference)
+    if reference == 0.0:
+        raise QuantGuardError(f"{dataset.description}: the reference's {metric.name} is 0, so a "
+                              "relative drop is undefined; use relative=False")
+    ratio = candidate / reference
+    return 1.0 - ratio if metric.higher_is_better else ratio - 1.0
+
+
 def _interval(metric: Metric, reference_scores: np.ndarray, candidate_scores: np.ndarray, *,
-              confidence: float, resamples: int, rng: np.random.Generator) -> IntervalResult:
-    """The interval family the metric's kind declares (statistics.md §0)."""
-    if metric.kind == "binary":
-        b = int(np.count_nonzero((reference_scores == 1) & (candidate_scores == 0)))
-        c = int(np.count_nonzero((reference_scores == 0) & (candidate_scores == 1)))
-        return paired_binary_interval(b, c, len(reference_scores), confidence=confidence,
-                                      resamples=resamples, rng=rng)
-    raise QuantGuardError(f"metric {metric.name!r}: no interval for metric kind {metric.kind!r} in "
-                          "this version")
+              groups: np.ndarray | None, margin: str, confidence: float, resamples: int,
+              rng: np.random.Generator) -> IntervalResult:
+    """The interval family the metric's kind declares (statistics.md §0); grouped samples are
+    resampled as groups (``cluster-bca``)."""
+    if metric.kind != "binary":
+        raise QuantGuardError(f"metric {metric.name!r}: no interval for metric kind {metric.kind!r} "
+                              "in this version")
+    reference_right = reference_scores == 1
+    candidate_right = candidate_scores == 1
+    cells = tuple(int(np.count_nonzero(mask)) for mask in (
+        reference_right & candidate_right, reference_right & ~candidate_right,
+        ~reference_right & candidate_right, ~reference_right & ~candidate_right))
+    b, c = cells[1], cells[2]
+    counts = {"reference_only": b, "candidate_only": c}
+    options = dict(confidence=confidence, resamples=resamples, rng=rng)
+    if groups is None:
+        if margin == "absolute":
+            result = paired_binary_interval(b, c, len(reference_scores), **options)
+        else:
+            result = paired_ratio_interval(cells, margin, **options)
+        result.details["mcnemar_p"] = mcnemar_exact_p(b, c)
+        return result
+    reference = reference_scores.astype(np.float64)
+    candidate = candidate_scores.astype(np.float64)
+    if margin == "absolute":
+        result = difference_interval(reference, candidate, higher_is_better=True, groups=groups,
+                                     **options)
+    elif margin == "relative":
+        result = ratio_interval(reference, candidate, higher_is_better=True, groups=groups, **options)
+    else:  # error-increase: the ratio of the error rates' sums
+        result = ratio_interval(1.0 - reference, 1.0 - candidate, higher_is_better=False,
+                                groups=groups, **options)
+    return IntervalResult(result.low, result.high, result.method, {**result.details, **counts})
 
 
 def _score(dataset: ValidationSet, metric: Metric, reference: Runner, candidate: Runner,
@@ -269,8 +344,8 @@ def _prediction(outputs: dict[str, np.ndarray], output: str | int | None, runner
     return value
 
 
-def _formatter(metric: Metric, relative: bool):
-    if relative:
+def _formatter(metric: Metric, margin: str):
+    if margin != "absolute":
         return lambda x: f"{100 * x:+.2f}%"
     if metric.kind == "binary":
         return lambda x: f"{x:.4f} ({100 * x:.2f} pt)"
@@ -279,38 +354,65 @@ def _formatter(metric: Metric, relative: bool):
 
 def _message(decision, facts: dict[str, Any]) -> str:
     metric: Metric = facts["metric"]
-    fmt = _formatter(metric, facts["relative"])
+    margin = facts["margin"]
+    fmt = _formatter(metric, margin)
     low, high = facts["interval"]
     level = f"{100 * facts['confidence']:g}%"
+    details = facts["details"]
+    what = {"absolute": "drop", "relative": "relative drop",
+            "error-increase": "error-rate increase"}[margin]
     lines = [
         f"quantguard verdict: {decision.verdict} (candidate {facts['candidate'].description} vs "
         f"reference {facts['reference'].description} on {facts['data'].description}, "
-        f"n={facts['n']})",
+        f"n={facts['n']}" + (f", {facts['data'].n_groups} groups" if "groups" in details else "")
+        + ")",
         f"  {metric.name}: reference {facts['reference_score']:.4f}, "
         f"candidate {facts['candidate_score']:.4f}",
-        f"  drop {fmt(facts['drop'])}, {level} interval [{low:+.4f}, {high:+.4f}] "
-        f"({facts['method']}, {facts['resamples']} resamples)",
     ]
-    details = facts["details"]
+    if margin == "error-increase":
+        lines.append(f"  error rate: reference {1 - facts['reference_score']:.4f}, candidate "
+                     f"{1 - facts['candidate_score']:.4f} (max_error_increase: the candidate's "
+                     f"error rate may be at most {1 + facts['max_drop']:g}x the reference's)")
+    shown = f"[{low:+.4f}, {high:+.4f}]" if margin == "absolute" else f"[{fmt(low)}, {fmt(high)}]"
+    lines.append(f"  {what} {fmt(facts['drop'])}, {level} interval {shown} "
+                 f"({facts['method']}, {facts['resamples']} resamples)")
     if metric.kind == "binary":
-        lines.append(f"  samples only the reference gets right: {details['reference_only']}; only "
-                     f"the candidate: {details['candidate_only']}")
+        line = (f"  samples only the reference gets right: {details['reference_only']}; only "
+                f"the candidate: {details['candidate_only']}")
+        if "mcnemar_p" in details:
+            p = details["mcnemar_p"]
+            shown_p = f"= {p:.3g}" if p >= 1e-300 else "< 1e-300"
+            line += f"; McNemar exact p {shown_p} (tests for any difference; not used by the gate)"
+        lines.append(line)
     if facts["method"] == "degenerate-fallback":
         lines.append("  (degenerate-fallback: the two models never disagree here, so every bootstrap "
-                     "resample is identical; the interval is the Tango score bound)")
+                     "resample is identical; the interval is the score bound for zero disagreements)")
+    if facts["method"] == "cluster-bca":
+        lines.append(f"  (cluster-bca: the {details['groups']} groups are resampled as units, "
+                     "because samples within a group are correlated)")
     rule = decision.rule
     if decision.established:
         rule += f"; degradation established (lower bound {fmt(low)} >= max_drop)"
     lines.append(f"  rule: {rule}")
     if decision.verdict == Verdict.INCONCLUSIVE:
-        remedy = inconclusive_remedy(facts["drop"], facts["max_drop"], facts["n"],
-                                     discordance=(details["reference_only"]
-                                                  + details["candidate_only"]) / facts["n"],
-                                     confidence=facts["confidence"])
+        lines.append(f"  remedy: {_remedy(facts)}")
     else:
-        remedy = REMEDIES[decision.verdict]
-    lines.append(f"  remedy: {remedy}")
+        lines.append(f"  remedy: {REMEDIES[decision.verdict]}")
     return "\n".join(lines)
+
+
+def _remedy(facts: dict[str, Any]) -> str:
+    details = facts["details"]
+    common = dict(confidence=facts["confidence"])
+    if facts["margin"] == "absolute" and facts["method"] != "cluster-bca":
+        discordance = (details["reference_only"] + details["candidate_only"]) / facts["n"]
+        return inconclusive_remedy(facts["drop"], facts["max_drop"], facts["n"],
+                                   discordance=discordance, **common)
+    if "groups" in details:
+        return inconclusive_remedy(facts["drop"], facts["max_drop"], details["groups"],
+                                   variance=details["unit_variance"], unit="groups", **common)
+    return inconclusive_remedy(facts["drop"], facts["max_drop"], facts["n"],
+                               variance=details["unit_variance"], **common)
 
 
 def _checked(key: str, validate, value):

@@ -18,7 +18,7 @@ from pytest_quantguard import settings
 from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 
 MARKER = "quant_tolerance"
-TOLERANCE_KEYS = ("max_drop", "qat_limit", "relative", "confidence", "gate")
+TOLERANCE_KEYS = ("max_drop", "qat_limit", "relative", "confidence", "gate", "max_error_increase")
 NO_DATA = ("no validation data: pass --quant-data DIR, set quant_data = DIR in the ini file "
            "(pytest.ini, tox.ini, setup.cfg or pyproject.toml), or give data= to quant_compare")
 
@@ -103,7 +103,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     tolerance: dict[str, Any] = {}
     for mark in reversed(list(item.iter_markers(MARKER))):  # farthest first; closest wins
         try:
-            tolerance.update(settings.validate_marker(mark.args, mark.kwargs))
+            tolerance = settings.merge_tolerance(
+                tolerance, settings.validate_marker(mark.args, mark.kwargs))
         except QuantGuardError as error:
             failure = str(error)
             break
@@ -151,13 +152,18 @@ def quant_compare(request: pytest.FixtureRequest):
         failure = None
         try:
             _check_name(names, name)
-            tolerance = _merge(state.options, item.stash.get(TOLERANCE_KEY, {}),
-                               _call_tolerance(keywords))
+            marked = settings.merge_tolerance(item.stash.get(TOLERANCE_KEY, {}),
+                                              _call_tolerance(keywords))
+            tolerance = settings.merge_tolerance(state.options, marked)
+            if "max_error_increase" in tolerance:
+                # its unit is not the project's: only a qat_limit given beside it applies
+                tolerance["qat_limit"] = marked.get("qat_limit")
             comparison = run(
                 reference, candidate, data=_data(request, state, data),
                 metric=metric if metric is not None else tolerance.get("metric"),
                 output=output if output is not None else tolerance.get("output"),
-                max_drop=tolerance["max_drop"], qat_limit=tolerance["qat_limit"],
+                max_drop=tolerance.get("max_drop"), qat_limit=tolerance["qat_limit"],
+                max_error_increase=tolerance.get("max_error_increase"),
                 relative=tolerance.get("relative"), confidence=tolerance["confidence"],
                 gate=tolerance["gate"], resamples=state.options["bootstrap"],
                 seed=state.options["seed"], name=name, metric_options=keywords,
@@ -201,14 +207,6 @@ def _call_tolerance(keywords: dict[str, Any]) -> dict[str, Any]:
     """Tolerance keys given on the call (highest precedence), validated like the marker's."""
     found = {key: keywords.pop(key) for key in TOLERANCE_KEYS if key in keywords}
     return settings.validate_marker((), found, where="quant_compare")
-
-
-def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
-    """Later layers win key by key; None in a marker or call keyword means "inherit"."""
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged.update({key: value for key, value in layer.items() if value is not None})
-    return merged
 
 
 def _data(request: pytest.FixtureRequest, state: QuantGuardState, data: Any):

@@ -141,9 +141,27 @@ MARKER_KEYS: dict[str, Callable[[Any], Any]] = {
     "confidence": lambda value: None if value is None else open_fraction(value),
     "gate": lambda value: None if value is None else gate_name(value),
     "output": name_or_index,
+    # 0/1 metrics: the candidate's error rate may grow by at most this fraction of the reference's
+    "max_error_increase": lambda value: None if value is None else positive_float(value),
 }
 MARKER_SIGNATURE = ("quant_tolerance(max_drop=0.01, qat_limit=0.03, metric='accuracy', "
-                    "relative=None, confidence=None, gate=None, output=None)")
+                    "relative=None, confidence=None, gate=None, output=None, "
+                    "max_error_increase=None)")
+# Two ways to state the one ship limit: a nearer layer's limit replaces a farther layer's.
+LIMIT_KEYS = ("max_drop", "max_error_increase")
+
+
+def merge_tolerance(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge settings layers, farthest first: later layers win key by key, None means "inherit",
+    and a layer that states a limit (``max_drop`` or ``max_error_increase``) replaces the other."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        given = {key: value for key, value in layer.items() if value is not None}
+        if any(key in given for key in LIMIT_KEYS):
+            for key in LIMIT_KEYS:
+                merged.pop(key, None)
+        merged.update(given)
+    return merged
 
 
 def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], *,
@@ -163,4 +181,7 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], *,
             checked[key] = MARKER_KEYS[key](value)
         except ValueError as error:
             raise QuantGuardError(f"{where}({key}=...): {error}") from None
+    if all(checked.get(key) is not None for key in LIMIT_KEYS):
+        raise QuantGuardError(f"{where}: give max_drop or max_error_increase, not both (two ways to "
+                              "state the same limit)")
     return checked

@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from pytest_quantguard.settings import GATES
-from pytest_quantguard.stats.plan import plan
+from pytest_quantguard.stats.plan import plan, samples_for_variance
 
 
 class Verdict(enum.StrEnum):
@@ -61,23 +61,30 @@ def decide(drop: float, low: float, high: float, *, max_drop: float, qat_limit: 
 
 
 def inconclusive_remedy(drop: float, max_drop: float, n: int, *, discordance: float | None = None,
-                        variance: float | None = None, confidence: float = 0.95) -> str:
+                        variance: float | None = None, confidence: float = 0.95,
+                        unit: str = "samples") -> str:
     """"About N samples (M more) would resolve it", or why more data is unlikely to help.
 
     N is the total size for 80% power at the observed drop (floored at 0), using the observed
-    discordance floored at 3/n (0/1 metrics), or the per-sample variance of the difference.
+    discordance floored at 3/n (0/1 metrics), or the per-unit variance of the linearized drop
+    (other margins and families; ``unit`` names what is counted: samples, or groups).
     """
     if drop >= 0.8 * max_drop:
         return ("more data is unlikely to help: the observed drop is at least 80% of max_drop, so "
                 "even a much larger set would most likely not bring the upper bound under the limit")
-    spread = max(discordance, 3.0 / n) if discordance is not None else variance
-    if spread is None:
-        raise ValueError("give the discordance (0/1 metrics) or the per-sample variance")
-    needed = plan(spread, max_drop, power=0.8, confidence=confidence, drop=max(drop, 0.0))
+    assumed = max(drop, 0.0)
+    if discordance is not None:
+        needed = plan(max(discordance, 3.0 / n), max_drop, power=0.8, confidence=confidence,
+                      drop=assumed)
+    elif variance is not None:
+        needed = samples_for_variance(variance, max_drop, power=0.8, confidence=confidence,
+                                      drop=assumed)
+    else:
+        raise ValueError("give the discordance (0/1 metrics) or the per-unit variance")
     if needed <= n:
-        return (f"about {needed:,} samples would resolve it at 80% power; this set already has "
+        return (f"about {needed:,} {unit} would resolve it at 80% power; this set already has "
                 f"{n:,}, so a re-run on fresh data of the same size may resolve it")
-    return f"about {needed:,} samples ({needed - n:,} more) would resolve it (80% power)"
+    return f"about {needed:,} {unit} ({needed - n:,} more) would resolve it (80% power)"
 
 
 REMEDIES = {

@@ -93,7 +93,7 @@ def test_to_dict_is_builtins_only_and_round_trips():
     assert set(record) >= {"id", "metric", "reference", "candidate", "data", "drop", "interval",
                            "verdict", "thresholds", "runtime"}
     assert set(record["interval"]) == {"low", "high", "confidence", "method", "resamples", "seed"}
-    assert set(record["thresholds"]) == {"max_drop", "qat_limit", "gate", "relative"}
+    assert set(record["thresholds"]) == {"max_drop", "qat_limit", "gate", "relative", "max_error_increase"}
     assert set(record["reference"]) == {"path", "sha256", "bytes", "score"}
     assert set(record["data"]) == {"path", "n", "n_groups", "sha256"}
     rebuilt = Comparison.from_dict(record)
@@ -157,7 +157,9 @@ def test_one_column_scores_are_thresholded_on_the_whole_set():
     (dict(resamples=0), "resamples: must be a whole number >= 1"),
     (dict(metric="top5"), "not implemented in this version yet"),
     (dict(metric="f2"), "unknown metric 'f2'"),
-    (dict(relative=True), "relative=True .* not implemented"),
+    (dict(max_error_increase=0.2, max_drop=0.01), "give max_drop=0.01 or max_error_increase=0.2"),
+    (dict(max_error_increase=0.2, relative=True), "relative=True and max_error_increase= are two"),
+    (dict(max_error_increase=-1), "max_error_increase: must be a number > 0"),
     (dict(k=5), "takes no options; got k"),
 ])
 def test_bad_arguments_name_themselves(kwargs, match):

@@ -20,6 +20,7 @@ from pytest_quantguard.data.validation_set import (
     ValidationSet,
     _check_labels,
     _resolve_task,
+    check_groups,
 )
 from pytest_quantguard.errors import QuantGuardError
 
@@ -29,7 +30,6 @@ DEFAULT_LABEL_NAME = "labels"
 MANIFEST_KEYS = ("task", "inputs", "labels", "groups", "class_names", "output", "label_column",
                  "preprocess")
 NOT_YET_SUPPORTED = {
-    "groups": "grouped (clustered) intervals",
     "label_column": "CSV data",
     "preprocess": "manifest preprocessing",
 }
@@ -54,7 +54,9 @@ def load_folder(path: Path) -> ValidationSet:
                               f"convert it with {NPZ_HOWTO}")
     input_names = list(manifest.get("inputs", [DEFAULT_INPUT_NAME]))
     label_name = manifest.get("labels", DEFAULT_LABEL_NAME)
-    shards = [_inspect_npz(file, input_names, label_name, "labels" in manifest) for file in files]
+    group_name = manifest.get("groups")
+    shards = [_inspect_npz(file, input_names, label_name, "labels" in manifest, group_name)
+              for file in files]
     _check_consistent(shards)
     has_labels = shards[0]["has_labels"]
     digest = hashlib.sha256()
@@ -66,7 +68,8 @@ def load_folder(path: Path) -> ValidationSet:
         hash_file(digest, file)
         parts.append(Part(shard["n"], str(file),
                           _loader(file, shard["n"], input_names,
-                                  label_name if has_labels else None)))
+                                  label_name if has_labels else None),
+                          None if group_name is None else _group_loader(file, shard["n"], group_name)))
     digest.update(json.dumps(manifest, sort_keys=True).encode())
     task = _resolve_task(manifest.get("task"), has_labels, str(folder / MANIFEST_NAME))
     return ValidationSet._from_parts(parts=parts, input_names=input_names, has_labels=has_labels,
@@ -104,6 +107,9 @@ def _read_manifest(file: Path) -> dict[str, Any]:
     for key in ("labels", "output"):
         if key in manifest and not isinstance(manifest[key], (str, int)):
             raise QuantGuardError(f"{file}: {key} must be a name (string)")
+    if "groups" in manifest and not isinstance(manifest["groups"], str):
+        raise QuantGuardError(f"{file}: groups must be a name (string) of the array holding each "
+                              'sample\'s group id, e.g. groups = "doc_id"')
     return manifest
 
 
@@ -132,7 +138,7 @@ def _data_files(folder: Path) -> list[Path]:
 
 
 def _inspect_npz(file: Path, input_names: list[str], label_name: str,
-                 labels_required: bool) -> dict[str, Any]:
+                 labels_required: bool, group_name: str | None = None) -> dict[str, Any]:
     """Read the array headers only (no data, nothing unpickled) and check what the set needs."""
     headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
@@ -176,6 +182,16 @@ def _inspect_npz(file: Path, input_names: list[str], label_name: str,
         if count != n:
             raise QuantGuardError(f"{file}: {count} labels for {n} input samples; save exactly one "
                                   "label per input sample")
+    if group_name is not None:
+        if group_name not in headers:
+            raise QuantGuardError(f"{file}: no group array {group_name!r} (named by groups = "
+                                  f"{group_name!r} in {MANIFEST_NAME}); it has "
+                                  f"{', '.join(map(repr, headers))}. Save one group id per sample "
+                                  f"(np.savez(path, inputs=x, labels=y, {group_name}=ids))")
+        shape = headers[group_name][0]
+        if len(shape) != 1 or shape[0] != n:
+            raise QuantGuardError(f"{file}: group array {group_name!r} has shape {list(shape)}; it "
+                                  f"needs one id per sample ({n})")
     return {"file": file, "n": n, "has_labels": has_labels,
             "inputs": {name: (headers[name][0][1:], headers[name][1]) for name in input_names}}
 
@@ -210,3 +226,16 @@ def _loader(file: Path, n: int, input_names: list[str], label_name: str | None):
         return inputs, labels
 
     return load
+
+
+def _group_loader(file: Path, n: int, group_name: str):
+    def load_groups() -> np.ndarray:
+        try:
+            with np.load(file, allow_pickle=False) as archive:
+                groups = archive[group_name]
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+            raise QuantGuardError(f"{file}: could not be read ({error}); re-save it with "
+                                  f"{NPZ_HOWTO}") from None
+        return check_groups(groups, n, f"{file} [{group_name}]")
+
+    return load_groups

@@ -39,6 +39,8 @@ class Part:
     origin: str
     # load(with_inputs) -> (inputs, labels); with_inputs=False may skip reading the inputs
     load: Callable[[bool], tuple[dict[str, np.ndarray], np.ndarray | None]]
+    # load_groups() -> the group id of each sample (None: the set has no groups)
+    load_groups: Callable[[], np.ndarray] | None = None
 
 
 class ValidationSet:
@@ -50,17 +52,19 @@ class ValidationSet:
 
     def __init__(self, inputs: np.ndarray | Mapping[str, np.ndarray], labels: np.ndarray | None = None,
                  groups: np.ndarray | None = None, task: str | None = None):
-        if groups is not None:
-            raise QuantGuardError("ValidationSet(groups=...): grouped (clustered) intervals are not "
-                                  "implemented in this version yet; leave groups out")
         named = _named_inputs(inputs, "ValidationSet(inputs=...)")
         n = _common_length(named, "ValidationSet(inputs=...)")
         if labels is not None:
             labels = _check_labels(np.asarray(labels), n, "ValidationSet(labels=...)")
+        if groups is not None:
+            groups = check_groups(np.asarray(groups), n, "ValidationSet(groups=...)")
         arrays = dict(named)
         if labels is not None:
             arrays["labels"] = labels
-        self._init(parts=[Part(n, "in-memory arrays", lambda _inputs=True: (named, labels))],
+        if groups is not None:
+            arrays["groups"] = groups
+        self._init(parts=[Part(n, "in-memory arrays", lambda _inputs=True: (named, labels),
+                               None if groups is None else (lambda: groups))],
                    input_names=list(named), has_labels=labels is not None,
                    task=_resolve_task(task, labels is not None, "ValidationSet(task=...)"),
                    digest=_arrays_digest(arrays), path=None, manifest={})
@@ -86,7 +90,8 @@ class ValidationSet:
         self.digest = digest
         self.path = path
         self.manifest = manifest
-        self.n_groups: int | None = None
+        groups = self.groups
+        self.n_groups: int | None = None if groups is None else len(np.unique(groups))
 
     @classmethod
     def from_folder(cls, path: str | os.PathLike[str]) -> ValidationSet:
@@ -132,6 +137,14 @@ class ValidationSet:
             return None
         return np.concatenate([part.load(False)[1] for part in self._parts])
 
+    @property
+    def groups(self) -> np.ndarray | None:
+        """The group (cluster) id of every sample, or None: samples in one group are resampled
+        together (documents of a language model, crops of one product)."""
+        if self._parts[0].load_groups is None:
+            return None
+        return np.concatenate([part.load_groups() for part in self._parts])
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> ValidationSet:
         """An in-memory set of the given samples (for pilots and examples; loads what it needs)."""
         indices = np.asarray(indices, dtype=np.int64)
@@ -149,8 +162,9 @@ class ValidationSet:
             full_inputs: np.ndarray | dict[str, np.ndarray] = full[DEFAULT_INPUT_NAME]
         else:
             full_inputs = full
+        groups = self.groups
         return ValidationSet(full_inputs, np.concatenate(labels)[indices] if labels else None,
-                             task=self.task)
+                             groups=None if groups is None else groups[indices], task=self.task)
 
 
 def as_validation_set(data: Any, *, base_dir: Path | None = None) -> ValidationSet:
@@ -208,6 +222,18 @@ def _check_labels(labels: np.ndarray, n: int, where: str) -> np.ndarray:
         raise QuantGuardError(f"{where}: {len(labels)} labels for {n} input samples; "
                               "give exactly one label per input sample")
     return labels
+
+
+def check_groups(groups: np.ndarray, n: int, where: str) -> np.ndarray:
+    """Group ids: one per sample, integers or strings (never floats with NaN, never objects)."""
+    if groups.dtype.hasobject:
+        raise QuantGuardError(f"{where}: an object array; give group ids as integers or strings")
+    if groups.ndim != 1 or len(groups) != n:
+        raise QuantGuardError(f"{where}: groups must be 1-D with one id per sample ({n}), got shape "
+                              f"{list(groups.shape)}")
+    if np.issubdtype(groups.dtype, np.floating) and not np.isfinite(groups).all():
+        raise QuantGuardError(f"{where}: NaN or Inf among the group ids; give every sample its group")
+    return groups
 
 
 def _resolve_task(task: str | None, has_labels: bool, where: str) -> str:

@@ -23,10 +23,28 @@ def plan(discordance: float, margin: float, *, power: float = 0.8, confidence: f
         raise ValueError(f"margin must be > 0, got {margin!r}")
     if not drop < margin:
         raise ValueError(f"drop must be below the margin ({margin!r}), got {drop!r}")
+    return samples_for_variance(max(discordance - drop * drop, 0.0), margin, power=power,
+                                confidence=confidence, drop=drop)
+
+
+def samples_for_variance(variance: float, margin: float, *, power: float = 0.8,
+                         confidence: float = 0.95, drop: float = 0.0) -> int:
+    """Units needed when each unit's (linearized) drop has ``variance``: any metric family.
+
+    ``n = (z_{1-a} + z_{1-b})^2 variance / (margin - drop)^2``, rounded up. For clustered data
+    the units are groups and ``variance`` is the per-group linearized variance.
+    """
+    if not (math.isfinite(variance) and variance >= 0):
+        raise ValueError(f"variance must be a finite number >= 0, got {variance!r}")
+    _check_fraction("power", power)
+    _check_fraction("confidence", confidence)
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin!r}")
+    if not drop < margin:
+        raise ValueError(f"drop must be below the margin ({margin!r}), got {drop!r}")
     normal = NormalDist()
     alpha = (1.0 - confidence) / 2.0
     z_sum = normal.inv_cdf(1.0 - alpha) + normal.inv_cdf(power)
-    variance = max(discordance - drop * drop, 0.0)
     return max(1, math.ceil(z_sum * z_sum * variance / (margin - drop) ** 2 - 1e-9))
 
 

@@ -1,59 +1,51 @@
 """The interval holds its level through the public ``compare()`` (issue: the gate, acceptance).
 
-Simulated validation sets with a known true drop: each sample falls in one of the four cells of
-(reference right?, candidate right?) with p10 = (d + drop)/2, p01 = (d - drop)/2, where d is the
-discordance. Fixed seed 12345, never tuned. Coverage must stay >= 0.93 and the false-ship tail
-P(true drop > U) <= 0.04 in every cell.
+The full 0/1 grid is gated at the stats level (``test_coverage_families.py``); here the four
+margin cells (true drop = 1 pt = max_drop) at n = 200 and 1000 run through the whole pipe, on the
+same simulated tables (``pytest_quantguard.stats.simulation``: p10 = (d + drop)/2,
+p01 = (d - drop)/2, seeded from 12345 and the cell, never tuned) with compare()'s own stream and
+10,000 resamples. Coverage must stay >= 0.93 and the false-ship tail P(true drop > U) <= 0.04.
 """
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 
 import numpy as np
+import pytest
 
 from pytest_quantguard import ValidationSet, compare
+from pytest_quantguard.stats import IntervalResult
+from pytest_quantguard.stats.simulation import MAX_FALSE_SHIP, MIN_COVERAGE, binary_cell, simulate
 
-SEED = 12345
 SETS_PER_CELL = 1000
-GRID = list(itertools.product([200, 1000], [0.01, 0.05], [0.0, 0.01], [0.5, 0.95]))
+GRID = [(200, 0.01), (200, 0.05), (1000, 0.01), (1000, 0.05)]
 
 
-def simulate_cell(n: int, discordance: float, drop: float, reference_accuracy: float,
-                  rng: np.random.Generator) -> tuple[float, float, int]:
-    """Run compare() on SETS_PER_CELL simulated sets; return coverage, false-ship tail, NaNs."""
-    p10, p01 = (discordance + drop) / 2, (discordance - drop) / 2
-    p11 = reference_accuracy - p10
-    probabilities = [p11, p10, p01, 1.0 - p11 - p10 - p01]
-    # Each sample's input is its index; the "models" look their 0/1 correctness up by index and
-    # return it as a one-column probability (label 1 throughout, so 1.0 is right, 0.0 wrong).
+def compare_interval(table: np.ndarray, rng: np.random.Generator) -> IntervalResult:
+    """compare() on one simulated table: the models look their 0/1 correctness up by sample."""
+    cells = np.repeat(np.arange(4), table)  # 0 both right, 1 reference only, 2 candidate only
+    n = len(cells)
+    reference_right = np.isin(cells, (0, 1)).astype(np.float32)
+    candidate_right = np.isin(cells, (0, 2)).astype(np.float32)
+    # Each sample's input is its index; the "models" return a one-column probability (label 1
+    # throughout, so 1.0 is right and 0.0 wrong).
     data = ValidationSet(np.arange(n, dtype=np.float32)[:, None], np.ones(n, dtype=np.int64))
-    covered = missed_high = not_finite = 0
-    for _ in range(SETS_PER_CELL):
-        cell = rng.choice(4, size=n, p=probabilities)
-        reference_right = np.isin(cell, (0, 1)).astype(np.float32)
-        candidate_right = np.isin(cell, (0, 2)).astype(np.float32)
-        result = compare(lambda batch, r=reference_right: r[batch[:, 0].astype(np.int64)],
-                         lambda batch, c=candidate_right: c[batch[:, 0].astype(np.int64)],
-                         data=data, metric="accuracy")
-        low, high = result.interval
-        not_finite += not (np.isfinite(low) and np.isfinite(high))
-        covered += low <= drop <= high
-        missed_high += drop > high
-    return covered / SETS_PER_CELL, missed_high / SETS_PER_CELL, not_finite
+    result = compare(lambda batch: reference_right[batch[:, 0].astype(np.int64)],
+                     lambda batch: candidate_right[batch[:, 0].astype(np.int64)],
+                     data=data, metric="accuracy")
+    return IntervalResult(result.interval.low, result.interval.high, result.method)
 
 
-def test_paired_accuracy_interval_coverage_grid():
-    rng = np.random.default_rng(SEED)
-    failures = []
-    table = []
-    for n, discordance, drop, accuracy in GRID:
-        coverage, false_ship, not_finite = simulate_cell(n, discordance, drop, accuracy, rng)
-        table.append(f"n={n} d={discordance} drop={drop} acc={accuracy}: coverage {coverage:.3f}, "
-                     f"P(drop > U) {false_ship:.3f}")
-        if coverage < 0.93 or false_ship > 0.04 or not_finite:
-            failures.append(table[-1] + (f", {not_finite} non-finite" if not_finite else ""))
-    assert not failures, "cells out of bounds:\n" + "\n".join(failures) + "\nall:\n" + "\n".join(table)
+@pytest.mark.parametrize(("n", "discordance"), GRID, ids=[f"n{n}-d{d:.0%}" for n, d in GRID])
+def test_paired_accuracy_interval_coverage_through_compare(n, discordance):
+    cell = dataclasses.replace(binary_cell(n, discordance, 0.01, 0.8, resamples=10_000),
+                               method="compare", interval=compare_interval)
+    result = simulate(cell, SETS_PER_CELL)["interval"]
+    summary = (f"{cell.name}: coverage {result.coverage:.3f}, P(drop > U) {result.false_ship:.3f}, "
+               f"{result.non_finite} non-finite, methods {result.methods}")
+    assert result.non_finite == 0, summary
+    assert result.coverage >= MIN_COVERAGE and result.false_ship <= MAX_FALSE_SHIP, summary
 
 
 def test_same_inputs_in_two_processes_give_identical_intervals(tmp_path):

@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from pytest_quantguard.stats import paired_binary_interval, tango_interval
-from pytest_quantguard.stats.paired_binary import _tango_statistic
+from pytest_quantguard.stats.paired_binary import (
+    _DROP,
+    MODES,
+    _contrast_score,
+    _tango_statistic,
+    mcnemar_exact_p,
+    paired_ratio_interval,
+    score_interval,
+    wilson_interval,
+)
 
 Z95 = 1.959963984540054
 
@@ -42,7 +51,8 @@ def test_restricted_mle_maximises_the_likelihood(b, c, n, d):
 def test_bootstrap_interval_contains_tango_and_records_both():
     result = paired_binary_interval(12, 4, 1000, confidence=0.95, resamples=10_000,
                                     rng=np.random.default_rng(0))
-    assert result.method == "percentile+tango"
+    assert result.method == "percentile+tango"  # the bootstrap widened at least one side
+    assert (result.low, result.high) != (result.details["tango_low"], result.details["tango_high"])
     assert result.low <= result.details["tango_low"] and result.high >= result.details["tango_high"]
     assert result.low <= result.details["bootstrap_low"]
     assert result.high >= result.details["bootstrap_high"]
@@ -54,6 +64,9 @@ def test_one_sided_disagreement_is_widened_to_tango():
     result = paired_binary_interval(2, 0, 200, confidence=0.95, resamples=10_000,
                                     rng=np.random.default_rng(0))
     assert result.details["bootstrap_high"] < result.details["tango_high"] == result.high
+    # both limits are Tango's: the method says so
+    assert result.details["bootstrap_low"] >= result.details["tango_low"] == result.low
+    assert result.method == "tango-score"
 
 
 def test_identical_models_fall_back_to_the_score_bound():
@@ -129,3 +142,87 @@ def test_exact_tango_coverage_matches_the_published_enumeration(cell, coverage, 
     exact_coverage, exact_tail = exact_tango_coverage(*cell)
     assert exact_coverage == pytest.approx(coverage, abs=0.0006)
     assert exact_tail == pytest.approx(tail, abs=0.0006)
+
+
+# --- the general score interval, the ratio margins, McNemar, Wilson ----------------------------
+
+
+def test_the_general_score_interval_is_tango_in_the_absolute_mode():
+    """One restricted-MLE score machinery serves every margin; on the absolute drop it must be
+    Tango's interval exactly, including the empty-cell cases (c = 0, b = 0, b = c = 0)."""
+    for n in (20, 200, 899):
+        for b in range(0, 12, 3):
+            for c in range(0, 12, 4):
+                a = (n - b - c) // 2
+                cells = np.array([a, b, c, n - a - b - c])
+                assert score_interval(cells, MODES["absolute"], 0.95) == pytest.approx(
+                    tango_interval(b, c, n, 0.95), abs=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["relative", "error-increase"])
+@pytest.mark.parametrize("cells", [(800, 10, 2, 188), (150, 3, 0, 47), (700, 20, 20, 260),
+                                   (9000, 0, 6, 994)])
+def test_ratio_limits_are_where_the_score_statistic_equals_z(mode, cells):
+    counts = np.array(cells, dtype=float)
+    weights = MODES[mode]
+    low, high = score_interval(counts, weights, 0.95)
+    estimate = (counts @ _DROP) / (counts @ weights)
+    assert low < estimate < high
+    assert _contrast_score(counts, _DROP - low * weights) == pytest.approx(Z95, abs=1e-6)
+    assert _contrast_score(counts, _DROP - high * weights) == pytest.approx(-Z95, abs=1e-6)
+
+
+def test_relative_drop_is_the_absolute_one_over_the_reference_accuracy():
+    # a large table: the reference accuracy is known to +-0.3%, so relative ~ absolute / acc_ref
+    cells = (80_000, 400, 150, 19_450)
+    rng = np.random.default_rng(0)
+    absolute = paired_ratio_interval(cells, "absolute", confidence=0.95, resamples=4000, rng=rng)
+    relative = paired_ratio_interval(cells, "relative", confidence=0.95, resamples=4000, rng=rng)
+    accuracy = (cells[0] + cells[1]) / sum(cells)
+    assert relative.low == pytest.approx(absolute.low / accuracy, rel=0.02)
+    assert relative.high == pytest.approx(absolute.high / accuracy, rel=0.02)
+    assert relative.method == absolute.method == "percentile+tango"
+
+
+def test_error_increase_mlperf_case():
+    """99.5% -> 98.5% is 1 point of accuracy but three times the errors: with a 20% limit on the
+    error rate's growth it fails; 99.5% -> 99.45% (+10% errors) passes, at n = 200,000."""
+    rng = np.random.default_rng(1)
+    n, reference_errors = 200_000, 1000
+    tripled = paired_ratio_interval((n - 3000, 2000, 0, 1000), "error-increase", confidence=0.95,
+                                    resamples=10_000, rng=rng)
+    assert tripled.low > 0.2 and tripled.details["estimate"] == pytest.approx(2.0)
+    slight = paired_ratio_interval((n - reference_errors - 100, 100, 0, reference_errors),
+                                   "error-increase", confidence=0.95, resamples=10_000, rng=rng)
+    assert slight.details["estimate"] == pytest.approx(0.1)
+    assert slight.high < 0.2
+
+
+def test_ratio_modes_without_disagreement_fall_back_to_the_score_bound():
+    result = paired_ratio_interval((800, 0, 0, 200), "error-increase", confidence=0.95,
+                                   resamples=1000, rng=np.random.default_rng(0))
+    assert result.method == "degenerate-fallback"
+    assert result.low < 0 < result.high and math.isfinite(result.low) and math.isfinite(result.high)
+
+
+def test_ratio_mode_with_a_zero_denominator_is_an_error():
+    with pytest.raises(ValueError, match="denominator is zero"):
+        paired_ratio_interval((100, 5, 0, 0), "error-increase", confidence=0.95, resamples=10,
+                              rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(("b", "c"), [(0, 0), (1, 0), (0, 7), (5, 5), (12, 3), (85, 7),
+                                      (400, 350), (3, 30)])
+def test_mcnemar_exact_p_equals_scipy_binomtest(b, c):
+    from scipy.stats import binomtest
+
+    expected = 1.0 if b + c == 0 else binomtest(b, b + c, 0.5).pvalue
+    assert mcnemar_exact_p(b, c) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (5, 100), (50, 100), (100, 100), (3, 2000)])
+def test_wilson_equals_scipy(k, n):
+    from scipy.stats import binomtest
+
+    expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(k, n, 0.95) == pytest.approx((expected.low, expected.high), abs=1e-12)
