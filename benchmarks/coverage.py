@@ -85,8 +85,8 @@ FAMILIES = {
             binary_rows),
     "0/1-ratio": ("0/1 metrics, relative and error-increase drops (paired_ratio_interval)",
                   binary_ratio_rows),
-    "macro-F1": ("macro-F1 drop, statistics.md §6.3 set-up (true drop 2.395 pt), BCa over patterns",
-                 macro_f1_rows),
+    "macro-F1": ("macro-F1 drop, statistics.md §6.3 set-up (true drop 2.395 pt), BCa over patterns "
+                 "(+ studentized while the rarest class has < 100 samples)", macro_f1_rows),
     "regression": ("relative MAE / RMSE drop, e_cand = e_ref + N(0, 0.3²), BCa on the log ratio "
                    "(t3 rows: reported, not gated)", regression_rows),
     "R²": ("absolute R² drop, noise 0.3, Var(y) = 4 (true drop 0.0225), BCa", r2_rows),

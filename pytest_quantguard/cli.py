@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -41,9 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        return args.handler(args, args.subparser)
+        status = args.handler(args, args.subparser)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
+        return status
     except SystemExit as exit_:  # argparse's --help, --version and usage errors
         return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+    except BrokenPipeError:  # `quantguard plan ... | head -1`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -133,3 +133,13 @@ def test_the_cli_imports_no_heavy_backend():
     done = _subprocess(sys.executable, "-c", code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    """`quantguard plan ... | head -1`: the reader leaves after one line."""
+    script = Path(sys.executable).parent / "quantguard"
+    reader = subprocess.Popen([str(script), "plan", "--discordance", "0.02", "--margin", "0.01"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # nothing will read the output
+    _, errors = reader.communicate(timeout=60)
+    assert b"Traceback" not in errors and reader.returncode == 0

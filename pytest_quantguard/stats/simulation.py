@@ -286,11 +286,12 @@ def binary_cell(n: int, discordance: float, drop: float, reference_accuracy: flo
 
 
 def macro_f1_cell(n: int, *, resamples: int) -> Cell:
-    """Macro-F1 drop (statistics.md §6.3 set-up): ``macro_f1_interval`` (BCa over patterns)."""
+    """Macro-F1 drop (statistics.md §6.3 set-up): ``macro_f1_interval`` (BCa over patterns,
+    widened by the studentized bootstrap while the rarest class has < 100 samples)."""
     def interval(sample, rng):
         return macro_f1_interval(*sample, confidence=CONFIDENCE, resamples=resamples, rng=rng)
 
-    return Cell("macro-F1", (("n", n),), "bca", macro_f1_true_drop(),
+    return Cell("macro-F1", (("n", n),), "bca(+studentized)", macro_f1_true_drop(),
                 lambda rng: macro_f1_sample(rng, n), interval)
 
 
