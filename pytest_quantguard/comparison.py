@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pytest_quantguard import settings
+from pytest_quantguard.cache import ReferenceCache
 from pytest_quantguard.data import ValidationSet, as_validation_set
 from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 from pytest_quantguard.metrics import Metric, get_metric
@@ -140,8 +141,11 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
         qat_limit: float | None, relative: bool | None, confidence: float, gate: str,
         resamples: int, seed: int, output: str | int | None, name: str | None,
         metric_options: Mapping[str, Any], batch_size: int = 1024, base_dir: Path | None = None,
-        comparison_id: str | None = None, max_error_increase: float | None = None) -> Comparison:
-    """``compare()`` with the knobs the fixture also sets (batch size, base dir, test id)."""
+        comparison_id: str | None = None, max_error_increase: float | None = None,
+        cache: ReferenceCache | None = None, device: str = "cpu",
+        max_samples: int | None = None) -> Comparison:
+    """``compare()`` with the knobs the fixture also sets (batch size, base dir, test id, the
+    reference cache)."""
     if max_error_increase is not None:
         max_error_increase = _checked("max_error_increase", settings.positive_float,
                                       max_error_increase)
@@ -167,6 +171,11 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
     output = _checked("output", settings.name_or_index, output)
 
     dataset = as_validation_set(data, base_dir=base_dir)
+    full_n = dataset.n
+    if max_samples is not None:
+        max_samples = _checked("max_samples", settings.positive_int, max_samples)
+        if max_samples < dataset.n:
+            dataset = dataset.subset(stratified_subset(dataset, max_samples, seed))
     metric = _checked("metric", settings.metric_name, metric)
     if metric is None and not dataset.has_labels and "task" not in dataset.manifest:
         raise QuantGuardError(f"{dataset.first_file}: the validation set has no labels, so only a "
@@ -193,11 +202,21 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
     if output is None:
         output = dataset.manifest.get("output")
     base = base_dir or Path.cwd()
-    reference_runner = make_runner(reference, base_dir=base, role="reference")
-    candidate_runner = make_runner(candidate, base_dir=base, role="candidate")
+    device = _checked("device", settings.choice("cpu", "cuda"), device)
+    reference_runner = make_runner(reference, base_dir=base, role="reference", device=device)
+    candidate_runner = make_runner(candidate, base_dir=base, role="candidate", device=device)
+    notes = _runner_notes(reference_runner, candidate_runner)
 
-    reference_scores, candidate_scores, timings = _score(
-        dataset, chosen, reference_runner, candidate_runner, output, min(batch_size, dataset.n))
+    batch_size = min(batch_size, dataset.n)
+    cache = cache if cache is not None else ReferenceCache(None)
+    key = cache.key(reference_runner.sha256, {
+        "data": dataset.digest, "metric": chosen.name, "output": output, "batch_size": batch_size,
+        "runner": getattr(reference_runner, "settings", None)})
+    cached, cache_status = cache.get(key, dataset.n)
+    reference_scores, candidate_scores, timings, reference_records = _score(
+        dataset, chosen, reference_runner, candidate_runner, output, batch_size, cached)
+    if cached is None:
+        cache.put(key, reference_records)
     reference_score = chosen.aggregate(reference_scores)
     candidate_score = chosen.aggregate(candidate_scores)
     drop = _drop(chosen, margin, reference_score, candidate_score, dataset)
@@ -215,7 +234,10 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
     interval = Interval(result.low, result.high)
     decision = decide(drop, interval.low, interval.high, max_drop=max_drop, qat_limit=qat_limit,
                       gate=gate, fmt=_formatter(chosen, margin))
-    facts = dict(n=dataset.n, metric=chosen, margin=margin, confidence=confidence,
+    if dataset.n < full_n:
+        notes = [f"ADVISORY: a --quant-max-samples subset of {dataset.n:,} of the {full_n:,} "
+                 "samples (stratified, seeded); not a release verdict", *notes]
+    facts = dict(n=dataset.n, metric=chosen, margin=margin, confidence=confidence, notes=notes,
                  resamples=resamples, method=result.method, drop=drop, interval=interval,
                  reference_score=reference_score, candidate_score=candidate_score,
                  details=result.details, max_drop=max_drop, data=dataset, reference=reference_runner,
@@ -231,9 +253,40 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
         reference=_runner_info(reference_runner), candidate=_runner_info(candidate_runner),
         data={"path": None if dataset.path is None else str(dataset.path),
               "sha256": dataset.digest},
-        details={**result.details, "margin": margin, "established": decision.established},
-        runtime={**timings, "cache": "off", "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")},
+        details={**result.details, "margin": margin, "established": decision.established,
+                 **({"notes": notes} if notes else {}),
+                 **({"advisory": True, "subset_of": full_n} if dataset.n < full_n else {})},
+        runtime={**timings, "cache": cache_status, "reference_ran": cached is None,
+                 "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")},
     )
+
+
+def stratified_subset(dataset: ValidationSet, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of a subset of ``size`` samples: each class keeps its share (largest
+    remainders), chosen at random within the class from a stream seeded by (seed, data digest)."""
+    rng = derive_rng(seed, dataset.digest, "max-samples", "")
+    labels = dataset.labels
+    if labels is None or not np.issubdtype(labels.dtype, np.number):
+        return np.sort(rng.choice(dataset.n, size=size, replace=False))
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    quota = counts * size / dataset.n
+    take = np.floor(quota).astype(np.int64)
+    order = np.argsort(-(quota - take), kind="stable")
+    take[order[:size - int(take.sum())]] += 1
+    chosen = [rng.choice(np.flatnonzero(inverse == k), size=int(take[k]), replace=False)
+              for k in range(len(classes)) if take[k]]
+    return np.sort(np.concatenate(chosen))
+
+
+def _runner_notes(reference: Runner, candidate: Runner) -> list[str]:
+    """What the verdict does not cover, per model (e.g. FP16 arithmetic run in FP32 on the CPU)."""
+    notes = []
+    for role, runner in (("reference", reference), ("candidate", candidate)):
+        if getattr(runner, "fp16_on_cpu", False):
+            from pytest_quantguard.runners.onnx import FP16_ON_CPU_NOTE
+
+            notes.append(f"{role} {runner.description}: {FP16_ON_CPU_NOTE}")
+    return notes
 
 
 def _drop(metric: Metric, margin: str, reference: float, candidate: float,
@@ -291,25 +344,50 @@ def _interval(metric: Metric, reference_scores: np.ndarray, candidate_scores: np
 
 
 def _score(dataset: ValidationSet, metric: Metric, reference: Runner, candidate: Runner,
-           output: str | int | None, batch_size: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Stream the set once through both models; keep only the metric's per-sample records."""
+           output: str | int | None, batch_size: int, cached_reference: np.ndarray | None,
+           ) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+    """Stream the set once through both models (the reference only when its records are not
+    cached); keep only the metric's per-sample records."""
     records: dict[str, list[np.ndarray]] = {"reference": [], "candidate": []}
     labels: list[np.ndarray] = []
     seconds = {"reference": 0.0, "candidate": 0.0}
+    widths: dict[str, int] = {}  # class-score columns of each model's prediction output
+    roles = [("candidate", candidate)] if cached_reference is not None else [
+        ("reference", reference), ("candidate", candidate)]
     for batch in dataset.batches(batch_size):
-        for role, runner in (("reference", reference), ("candidate", candidate)):
+        for role, runner in roles:
             start = time.perf_counter()
             outputs = runner(batch.inputs)
             seconds[role] += time.perf_counter() - start
             prediction = _prediction(outputs, output, runner, role, len(batch), batch)
+            if prediction.ndim == 2 and prediction.shape[1] > 1:
+                widths[role] = prediction.shape[1]
             records[role].append(metric.reduce(prediction, batch.labels))
         if batch.labels is not None:
             labels.append(batch.labels)
     all_labels = np.concatenate(labels) if labels else None
-    scores = [metric.finalize(np.concatenate(records[role]), all_labels)
-              for role in ("reference", "candidate")]
+    _warn_on_label_range(all_labels, widths, dataset)
+    reference_records = (cached_reference if cached_reference is not None
+                         else np.concatenate(records["reference"]))
+    scores = [metric.finalize(role_records, all_labels)
+              for role_records in (reference_records, np.concatenate(records["candidate"]))]
     timings = {f"{role}_seconds": round(value, 6) for role, value in seconds.items()}
-    return scores[0], scores[1], timings
+    return scores[0], scores[1], timings, reference_records
+
+
+def _warn_on_label_range(labels: np.ndarray | None, widths: dict[str, int],
+                         dataset: ValidationSet) -> None:
+    """Labels the models cannot predict (outside 0..K-1 for K class-score columns) are scored
+    wrong for both models: almost always a label-encoding mistake, so say so."""
+    if labels is None or not widths or not np.issubdtype(labels.dtype, np.number):
+        return
+    classes = min(widths.values())
+    outside = int(np.count_nonzero((labels < 0) | (labels >= classes)))
+    if outside:
+        warnings.warn(QuantGuardWarning(
+            f"{dataset.description}: {outside} of {len(labels)} labels lie outside the models' "
+            f"{classes} output classes (0..{classes - 1}); both models score them wrong. Check the "
+            "label encoding (e.g. 1-based labels) and the chosen output"), stacklevel=4)
 
 
 def _prediction(outputs: dict[str, np.ndarray], output: str | int | None, runner: Runner,
@@ -390,6 +468,7 @@ def _message(decision, facts: dict[str, Any]) -> str:
     if facts["method"] == "cluster-bca":
         lines.append(f"  (cluster-bca: the {details['groups']} groups are resampled as units, "
                      "because samples within a group are correlated)")
+    lines.extend(f"  note: {note}" for note in facts["notes"])
     rule = decision.rule
     if decision.established:
         rule += f"; degradation established (lower bound {fmt(low)} >= max_drop)"

@@ -31,6 +31,19 @@ class QuantGuardState:
     rootpath: Path
     datasets: dict[Path, Any] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)  # gathered from test reports
+    pytest_cache: Any = None  # config.cache (None under -p no:cacheprovider)
+    _reference_cache: Any = None
+
+    def reference_cache(self):
+        """The reference-output cache, made on first use (no folder is created before that)."""
+        if self._reference_cache is None:
+            from pytest_quantguard.cache import ReferenceCache
+
+            directory = None
+            if self.options["cache"] and self.pytest_cache is not None:
+                directory = Path(self.pytest_cache.mkdir("quantguard"))
+            self._reference_cache = ReferenceCache(directory)
+        return self._reference_cache
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Gather comparisons from test reports: locally, or on the xdist controller."""
@@ -66,9 +79,15 @@ RECORDS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("quantguard", "quantization gate (pytest-quantguard)")
     for option in settings.OPTIONS:
-        group.addoption(option.flag, dest=option.ini, default=None, metavar=option.metavar,
-                        type=_cli_type(option.validate),
-                        help=f"{option.help}. Default: {option.default} (ini: {option.ini})")
+        if option.validate is settings.flag:  # on/off: --quant-X and --quant-no-X
+            group.addoption(option.flag, dest=option.ini, default=None, action="store_true",
+                            help=f"{option.help}. Default: on (ini: {option.ini} = true|false)")
+            group.addoption(option.flag.replace("--quant-", "--quant-no-"), dest=option.ini,
+                            default=None, action="store_false", help=f"turn {option.flag} off")
+        else:
+            group.addoption(option.flag, dest=option.ini, default=None, metavar=option.metavar,
+                            type=_cli_type(option.validate),
+                            help=f"{option.help}. Default: {option.default} (ini: {option.ini})")
         parser.addini(option.ini, f"{option.help} (default: {option.default})", default="")
 
 
@@ -76,7 +95,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{settings.MARKER_SIGNATURE}: quantguard tolerance for this test's "
         "quant_compare calls (overrides the ini and command-line settings)")
-    state = QuantGuardState(options=_resolve_options(config), rootpath=config.rootpath)
+    state = QuantGuardState(options=_resolve_options(config), rootpath=config.rootpath,
+                            pytest_cache=getattr(config, "cache", None))
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(state, "quantguard-state")
 
@@ -92,9 +112,14 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if state is None or state.options["data"] is None:
         return None
     options = state.options
-    return (f"quantguard: data={options['data']} max_drop={options['max_drop']} "
-            f"qat_limit={options['qat_limit']} confidence={options['confidence']} "
-            f"gate={options['gate']} bootstrap={options['bootstrap']} seed={options['seed']}")
+    header = (f"quantguard: data={options['data']} max_drop={options['max_drop']} "
+              f"qat_limit={options['qat_limit']} confidence={options['confidence']} "
+              f"gate={options['gate']} bootstrap={options['bootstrap']} seed={options['seed']}")
+    if options["device"] != "cpu":
+        header += f" device={options['device']}"
+    if options["max_samples"] is not None:
+        header += f" max_samples={options['max_samples']} (ADVISORY: a subset, not a release verdict)"
+    return header
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -121,6 +146,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     if call.when == "call" and records:
         report.quantguard = list(records)  # builtins only: travels to the xdist controller
     return report
+
+
+@pytest.fixture
+def quant_model(request: pytest.FixtureRequest):
+    """``quant_model(model, output=None) -> runner``: loads anything ``quant_compare`` takes (a
+    model file, a torch module, a callable) once, on the run's device; call it on a batch, or
+    pass it to ``quant_compare`` as the reference or candidate. ``output`` keeps one output."""
+    state = request.config.stash[STATE_KEY]
+
+    def quant_model(model: Any, output: str | int | None = None):
+        __tracebackhide__ = True
+        from pytest_quantguard.runners import make_runner
+        from pytest_quantguard.runners.selection import select_output
+
+        failure = None
+        try:
+            runner = make_runner(model, base_dir=state.rootpath, role="model",
+                                 device=state.options["device"])
+            return runner if output is None else select_output(runner, output)
+        except QuantGuardError as error:
+            failure = f"quantguard: {error}"
+        pytest.fail(failure, pytrace=False)  # outside the except: no chained traceback
+
+    return quant_model
 
 
 @pytest.fixture(scope="session")
@@ -168,6 +217,8 @@ def quant_compare(request: pytest.FixtureRequest):
                 gate=tolerance["gate"], resamples=state.options["bootstrap"],
                 seed=state.options["seed"], name=name, metric_options=keywords,
                 batch_size=state.options["batch_size"], base_dir=state.rootpath,
+                cache=state.reference_cache(), device=state.options["device"],
+                max_samples=state.options["max_samples"],
                 comparison_id=item.nodeid if name is None else f"{item.nodeid}::{name}")
         except QuantGuardError as error:
             failure = f"quantguard: {error}"

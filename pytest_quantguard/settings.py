@@ -62,6 +62,18 @@ def optional_bool(value: Any) -> bool | None:
     raise ValueError(f"must be True, False or None, got {value!r}")
 
 
+def flag(value: Any) -> bool:
+    """An on/off setting: a bool, or an ini word (true/false, on/off, yes/no, 1/0)."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in ("true", "on", "yes", "1"):
+        return True
+    if word in ("false", "off", "no", "0"):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
 def name_or_index(value: Any) -> str | int | None:
     if value is None or isinstance(value, str) or (isinstance(value, int)
                                                    and not isinstance(value, bool) and value >= 0):
@@ -129,6 +141,12 @@ OPTIONS: tuple[Option, ...] = (
            "the test, or pass with a QuantGuardWarning", "{fail,warn}"),
     Option("batch_size", 1024, positive_int, "inference batch size (never larger than the set; a "
            "model's fixed batch dimension wins)", "N"),
+    Option("max_samples", None, positive_int, "run on a stratified, seeded subset of at most N "
+           "samples, for fast local iteration; every report marks such a run advisory", "N"),
+    Option("device", "cpu", choice("cpu", "cuda"), "where models run: onnxruntime's CPU or CUDA "
+           "execution provider, torch's cpu or cuda device", "{cpu,cuda}"),
+    Option("cache", True, flag, "keep the reference model's outputs between runs, under pytest's "
+           "cache directory (--quant-no-cache: off; a reference is still reused within a run)"),
 )
 OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy  # noqa: F401  (see the module docstring)
 import onnxruntime  # noqa: F401
 import pytest
+import sklearn.datasets  # noqa: F401  (numpy.fft and scipy cannot be loaded twice per process)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "example_project"

@@ -34,7 +34,7 @@ def _row(record: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
         f"{record['candidate']['score']:.4f}",
         f"{record['drop']:+.4f}",
         f"[{interval['low']:+.4f}, {interval['high']:+.4f}] {level}",
-        record["verdict"],
+        record["verdict"] + (" (advisory)" if record.get("details", {}).get("advisory") else ""),
         str(record.get("runtime", {}).get("cache", "off")),
     )
     return cells, record["verdict"]

@@ -18,6 +18,10 @@ import numpy as np
 from pytest_quantguard._files import hash_file, shown
 from pytest_quantguard.errors import QuantGuardError
 
+TORCH_SUFFIXES = (".pt", ".pth", ".pt2")
+TORCH_CLASSES = {("torch.nn.modules.module", "Module"),
+                 ("torch.export.exported_program", "ExportedProgram")}
+
 
 @runtime_checkable
 class Runner(Protocol):
@@ -29,8 +33,10 @@ class Runner(Protocol):
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-def make_runner(model: Any, *, base_dir: Path | None = None, role: str = "model") -> Runner:
-    """A runner for what SPEC §2 "Models" accepts: a model file path, or a callable on a batch."""
+def make_runner(model: Any, *, base_dir: Path | None = None, role: str = "model",
+                device: str = "cpu") -> Runner:
+    """A runner for what SPEC §2 "Models" accepts: a model file path, a torch model, or a callable
+    on a batch; ``device`` ("cpu" or "cuda") picks the ONNX provider or the torch device."""
     if isinstance(model, Runner):
         return model
     if isinstance(model, (str, os.PathLike)):
@@ -42,17 +48,32 @@ def make_runner(model: Any, *, base_dir: Path | None = None, role: str = "model"
             raise QuantGuardError(f"{role} model file not found: {path}{where}; check the path, "
                                   "relative paths resolve against pytest's rootdir")
         if path.suffix.lower() == ".onnx":
-            from pytest_quantguard.runners.onnx import OnnxRunner
+            from pytest_quantguard.runners.onnx import OnnxRunner, default_threads
 
-            return OnnxRunner(path, description=shown(path, base_dir))
+            return OnnxRunner(path, description=shown(path, base_dir), device=device,
+                              intra_op_threads=default_threads())
+        if path.suffix.lower() in TORCH_SUFFIXES:
+            from pytest_quantguard.runners.torch import TorchRunner
+
+            return TorchRunner.from_file(path, description=shown(path, base_dir), device=device)
         raise QuantGuardError(f"{path}: unsupported {role} model format {path.suffix!r}; this version "
-                              "runs .onnx files and Python callables")
+                              "runs .onnx files, PyTorch .pt/.pth/.pt2 files, torch modules and "
+                              "Python callables")
+    if is_torch_model(model):  # before callable(): an nn.Module is callable too
+        from pytest_quantguard.runners.torch import TorchRunner
+
+        return TorchRunner(model, device=device)
     if callable(model):
         from pytest_quantguard.runners.callables import CallableRunner
 
         return CallableRunner(model)
-    raise QuantGuardError(f"{role}: expected a path to a .onnx file or a callable f(batch) -> array, "
-                          f"got {type(model).__name__}")
+    raise QuantGuardError(f"{role}: expected a path to a .onnx/.pt/.pth/.pt2 file, a torch module or "
+                          f"a callable f(batch) -> array, got {type(model).__name__}")
+
+
+def is_torch_model(model: Any) -> bool:
+    """A ``torch.nn.Module`` or ``torch.export.ExportedProgram``, found without importing torch."""
+    return any((cls.__module__, cls.__name__) in TORCH_CLASSES for cls in type(model).__mro__)
 
 
 def file_sha256(path: Path) -> str:
@@ -65,3 +86,16 @@ def callable_name(function: Callable[..., Any]) -> str:
     module = getattr(function, "__module__", None) or ""
     name = getattr(function, "__qualname__", None) or type(function).__qualname__
     return f"{module}.{name}" if module else name
+
+
+def pad_rows(array: np.ndarray, size: int) -> np.ndarray:
+    """Pad a short last chunk to a fixed batch size by repeating its last row (sliced off after)."""
+    if len(array) == size:
+        return array
+    return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
+
+
+def first_line(error: BaseException) -> str:
+    """A backend exception's first line: enough to say what failed, without its traceback."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,65 @@
+"""Run-wide knobs of the pipe: --quant-max-samples subsets, label-range warnings, quant_model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import MODELS, PROD_VAL
+from pytest_quantguard import QuantGuardWarning, ValidationSet
+from pytest_quantguard.comparison import run, stratified_subset
+
+FP32, INT2 = (str(MODELS / f"{name}.onnx") for name in ("fp32", "int2"))
+
+
+def call(reference, candidate, data, **knobs):
+    return run(reference, candidate, data=data, metric=None, max_drop=None, qat_limit=None,
+               relative=None, confidence=0.95, gate="upper", resamples=2000, seed=0, output=None,
+               name=None, metric_options={}, **knobs)
+
+
+def test_stratified_subset_keeps_each_class_share_and_is_seeded():
+    labels = np.repeat(np.arange(4), [500, 300, 150, 50])
+    data = ValidationSet(np.zeros((1000, 1)), labels)
+    chosen = stratified_subset(data, 100, seed=0)
+    assert len(chosen) == 100 and len(set(chosen.tolist())) == 100
+    assert np.bincount(labels[chosen]).tolist() == [50, 30, 15, 5]
+    assert stratified_subset(data, 100, seed=0).tolist() == chosen.tolist()
+    assert stratified_subset(data, 100, seed=1).tolist() != chosen.tolist()
+
+
+def test_max_samples_runs_an_advisory_subset():
+    result = call(FP32, INT2, PROD_VAL, max_samples=300)
+    assert result.n == 300 and result.details["advisory"] is True
+    assert result.details["subset_of"] == 899
+    assert "ADVISORY: a --quant-max-samples subset of 300 of the 899 samples" in result.message
+    full = call(FP32, INT2, PROD_VAL, max_samples=5000)  # larger than the set: the whole set
+    assert full.n == 899 and "advisory" not in full.details
+
+
+def test_labels_outside_the_models_classes_warn():
+    scores = np.eye(3)[np.arange(60) % 3]
+    labels = np.arange(60) % 3
+    labels[:4] = 3  # a class the 3-column models cannot predict (e.g. 1-based labels)
+    with pytest.warns(QuantGuardWarning, match="4 of 60 labels lie outside the models' 3 output "
+                                               r"classes \(0..2\)"):
+        call(lambda x: x, lambda x: x, (scores, labels))
+
+
+MAX_SAMPLES_AND_MODEL = """
+def test_model_fixture_and_subset(quant_model, quant_compare):
+    reference = quant_model("models/fp32.onnx")
+    logits = quant_model("models/fp32.onnx", output=0)
+    import numpy as np
+    batch = {"inputs": np.zeros((2, 1, 8, 8), np.float32)}
+    assert list(logits(batch)) == list(reference(batch))[:1]
+    result = quant_compare(reference, "models/int8.onnx")
+    assert result.n == 600 and result.details["advisory"]
+"""
+
+
+def test_max_samples_option_and_quant_model_fixture(pytester, example):
+    pytester.makepyfile(test_subset=MAX_SAMPLES_AND_MODEL)
+    result = pytester.runpytest_subprocess("--quant-data", "prod_val", "--quant-max-samples", "600")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*max_samples=600 (ADVISORY*", "*ship (advisory)*"])
