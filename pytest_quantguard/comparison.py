@@ -217,6 +217,12 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
         dataset, chosen, reference_runner, candidate_runner, output, batch_size, cached)
     if cached is None:
         cache.put(key, reference_records)
+    duplicates = dataset.duplicate_count()  # counted during the pass above: free
+    if duplicates:
+        warnings.warn(QuantGuardWarning(
+            f"{dataset.description}: {duplicates} of {dataset.n} samples repeat an earlier sample's "
+            "inputs exactly; repeats are not independent evidence and make the interval falsely "
+            "narrow: remove them from the validation set"), stacklevel=3)
     reference_score = chosen.aggregate(reference_scores)
     candidate_score = chosen.aggregate(candidate_scores)
     drop = _drop(chosen, margin, reference_score, candidate_score, dataset)

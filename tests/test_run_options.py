@@ -38,7 +38,7 @@ def test_max_samples_runs_an_advisory_subset():
 
 
 def test_labels_outside_the_models_classes_warn():
-    scores = np.eye(3)[np.arange(60) % 3]
+    scores = np.eye(3)[np.arange(60) % 3] + np.arange(60)[:, None] * 1e-3  # distinct rows
     labels = np.arange(60) % 3
     labels[:4] = 3  # a class the 3-column models cannot predict (e.g. 1-based labels)
     with pytest.warns(QuantGuardWarning, match="4 of 60 labels lie outside the models' 3 output "
@@ -63,3 +63,11 @@ def test_max_samples_option_and_quant_model_fixture(pytester, example):
     result = pytester.runpytest_subprocess("--quant-data", "prod_val", "--quant-max-samples", "600")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*max_samples=600 (ADVISORY*", "*ship (advisory)*"])
+
+
+def test_duplicate_samples_warn():
+    scores = np.eye(3)[np.arange(60) % 3] + np.arange(60)[:, None] * 1e-3  # 60 distinct rows
+    scores[50:] = scores[:10]  # ten repeats
+    labels = np.argmax(scores, axis=1)
+    with pytest.warns(QuantGuardWarning, match="10 of 60 samples repeat an earlier sample's inputs"):
+        call(lambda x: x, lambda x: x, (scores, labels))

@@ -1,10 +1,12 @@
-"""A validation folder: an optional ``quantguard.toml`` manifest and ``*.npz`` shards (SPEC §3)."""
+"""A validation folder: an optional ``quantguard.toml`` manifest and one data format (SPEC §3).
+
+The formats: ``*.npz`` shards (here), ``inputs.npy`` + ``labels.npy`` memory-mapped (npy.py),
+``*.csv`` tables (tables.py) and image class folders (images.py). This module reads the manifest,
+finds the one format in the folder, hands it the files and digests what it reads.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 import tomllib
 import zipfile
 from pathlib import Path
@@ -12,7 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from pytest_quantguard._files import hash_file
+from pytest_quantguard.data.images import IMAGE_HOWTO, class_folders, is_image, load_images
+from pytest_quantguard.data.npy import NPY_HOWTO, load_npy, read_npy_header
+from pytest_quantguard.data.preprocess import Preprocess
+from pytest_quantguard.data.source import (
+    DEFAULT_LABEL_NAME,
+    MANIFEST_NAME,
+    FileDigest,
+    Loaded,
+    natural_key,
+)
+from pytest_quantguard.data.tables import load_csv
 from pytest_quantguard.data.validation_set import (
     DEFAULT_INPUT_NAME,
     TASKS,
@@ -24,57 +36,51 @@ from pytest_quantguard.data.validation_set import (
 )
 from pytest_quantguard.errors import QuantGuardError
 
-MANIFEST_NAME = "quantguard.toml"
-DEFAULT_LABEL_NAME = "labels"
-# Every manifest key of SPEC §3. The supported ones work; the others are named, not ignored.
+__all__ = ["MANIFEST_NAME", "load_folder"]
+
+# Every manifest key of SPEC §3; anything else is an error naming the file.
 MANIFEST_KEYS = ("task", "inputs", "labels", "groups", "class_names", "output", "label_column",
                  "preprocess")
-NOT_YET_SUPPORTED = {
-    "label_column": "CSV data",
-    "preprocess": "manifest preprocessing",
-}
-# Formats SPEC §3 names that this version does not load yet: named in the error, never skipped.
-LATER_FORMATS = {".npy": "inputs.npy + labels.npy", ".csv": "CSV tables", ".png": "image folders",
-                 ".jpg": "image folders", ".jpeg": "image folders"}
+FORMATS = {"npz": ".npz shards", "npy": ".npy arrays", "csv": "CSV tables",
+           "images": "image class folders"}
 NPZ_HOWTO = "np.savez(folder / 'shard_0.npz', inputs=x, labels=y)"
 
 
 def load_folder(path: Path) -> ValidationSet:
-    """Read the manifest, find the shards in natural order, check them, digest them."""
+    """Read the manifest, find the one data format, load and check it, digest what was read."""
     path = Path(path)
     if not path.exists():
         raise QuantGuardError(f"validation data folder not found: {path}. Pass an existing folder "
-                              "of .npz shards (--quant-data DIR, or quant_data in the ini file)")
-    folder, files = (path.parent, [path]) if path.is_file() else (path, None)
-    manifest = _read_manifest(folder / MANIFEST_NAME)
-    if files is None:
-        files = _data_files(folder)
-    if files[0].suffix != ".npz":
-        raise QuantGuardError(f"{files[0]}: only .npz validation data is supported by this version; "
-                              f"convert it with {NPZ_HOWTO}")
-    input_names = list(manifest.get("inputs", [DEFAULT_INPUT_NAME]))
-    label_name = manifest.get("labels", DEFAULT_LABEL_NAME)
-    group_name = manifest.get("groups")
-    shards = [_inspect_npz(file, input_names, label_name, "labels" in manifest, group_name)
-              for file in files]
-    _check_consistent(shards)
-    has_labels = shards[0]["has_labels"]
-    digest = hashlib.sha256()
-    parts = []
-    for shard in shards:
-        file = shard["file"]
-        relative = file.relative_to(folder).as_posix()
-        digest.update(f"{relative}\0{file.stat().st_size}\0".encode())
-        hash_file(digest, file)
-        parts.append(Part(shard["n"], str(file),
-                          _loader(file, shard["n"], input_names,
-                                  label_name if has_labels else None),
-                          None if group_name is None else _group_loader(file, shard["n"], group_name)))
-    digest.update(json.dumps(manifest, sort_keys=True).encode())
-    task = _resolve_task(manifest.get("task"), has_labels, str(folder / MANIFEST_NAME))
-    return ValidationSet._from_parts(parts=parts, input_names=input_names, has_labels=has_labels,
-                                     task=task, digest=digest.hexdigest(), path=path,
-                                     manifest=manifest)
+                              "of validation data (.npz shards, inputs.npy + labels.npy, .csv tables "
+                              "or image class folders) with --quant-data DIR, or quant_data in the "
+                              "ini file")
+    folder, single = (path.parent, path) if path.is_file() else (path, None)
+    manifest_file = folder / MANIFEST_NAME
+    manifest = _read_manifest(manifest_file)
+    preprocess = (Preprocess.from_table(manifest["preprocess"], manifest_file)
+                  if "preprocess" in manifest else None)
+    kind, files = _single_file(single) if single is not None else _find_format(folder, manifest)
+    _check_keys_fit(kind, manifest, manifest_file)
+    digest = FileDigest(folder)
+    if kind == "npz":
+        loaded = _load_npz(folder, files, manifest, digest)
+    elif kind == "npy":
+        loaded = load_npy(folder, manifest, digest)
+    elif kind == "csv":
+        loaded = load_csv(folder, files, manifest, digest)
+    else:
+        loaded = load_images(folder, files, manifest, digest)
+    if preprocess is not None:
+        preprocess = preprocess.bind(loaded.input_names, loaded.sample_shapes, manifest_file)
+    task = _resolve_task(manifest.get("task"), loaded.has_labels, str(manifest_file))
+    class_names = loaded.class_names or manifest.get("class_names")
+    dataset = ValidationSet._from_parts(parts=loaded.parts, input_names=loaded.input_names,
+                                        has_labels=loaded.has_labels, task=task,
+                                        digest=digest.finish(manifest), path=path, manifest=manifest,
+                                        preprocess=preprocess, class_names=class_names)
+    if class_names is not None and loaded.has_labels and task == "classification":
+        _check_label_range(loaded, class_names, manifest_file)
+    return dataset
 
 
 def _read_manifest(file: Path) -> dict[str, Any]:
@@ -88,10 +94,6 @@ def _read_manifest(file: Path) -> dict[str, Any]:
     if unknown:
         raise QuantGuardError(f"{file}: unknown key(s) {', '.join(unknown)}; the manifest keys are "
                               f"{', '.join(MANIFEST_KEYS)}")
-    for key, what in NOT_YET_SUPPORTED.items():
-        if key in manifest:
-            raise QuantGuardError(f"{file}: key {key!r} ({what}) is part of the contract but not "
-                                  "supported by this version yet; remove it")
     if "task" in manifest and manifest["task"] not in TASKS:
         raise QuantGuardError(f"{file}: task = {manifest['task']!r} is unknown; use one of "
                               f"{', '.join(TASKS)}")
@@ -110,31 +112,109 @@ def _read_manifest(file: Path) -> dict[str, Any]:
     if "groups" in manifest and not isinstance(manifest["groups"], str):
         raise QuantGuardError(f"{file}: groups must be a name (string) of the array holding each "
                               'sample\'s group id, e.g. groups = "doc_id"')
+    if "label_column" in manifest and not isinstance(manifest["label_column"], str):
+        raise QuantGuardError(f'{file}: label_column must be a column name, e.g. label_column = "y"')
     return manifest
 
 
-def _natural_key(path: Path) -> list[Any]:
-    return [int(token) if token.isdigit() else token.lower()
-            for token in re.split(r"(\d+)", path.name)]
+def _single_file(file: Path) -> tuple[str, list[Path]]:
+    suffix = file.suffix.lower()
+    if suffix in (".npz", ".csv"):
+        return suffix[1:], [file]
+    if suffix == ".npy":
+        raise QuantGuardError(f"{file}: pass the folder that holds it ({file.parent}); .npy data is "
+                              f"read as a folder of named arrays: {NPY_HOWTO}")
+    raise QuantGuardError(f"{file}: not a validation data file; pass a .npz or .csv file, or a folder "
+                          "(.npz shards, inputs.npy + labels.npy, .csv tables or image class folders)")
 
 
-def _data_files(folder: Path) -> list[Path]:
-    candidates = sorted((p for p in folder.iterdir()
-                         if p.is_file() and not p.name.startswith(".") and p.name != MANIFEST_NAME),
-                        key=_natural_key)
-    npz = [p for p in candidates if p.suffix.lower() == ".npz"]
-    later = [p for p in candidates if p.suffix.lower() in LATER_FORMATS]
-    if npz and later:
-        raise QuantGuardError(f"{folder}: mixed data formats ({npz[0].name}, {later[0].name}); keep one "
-                              "format per folder")
-    if later:
-        raise QuantGuardError(f"{folder}: {LATER_FORMATS[later[0].suffix.lower()]} "
-                              f"({later[0].name}) are not supported by this version yet; convert "
-                              f"the data to .npz shards: {NPZ_HOWTO}")
-    if not npz:
+def _find_format(folder: Path, manifest: dict[str, Any]) -> tuple[str, list[Path]]:
+    """The one format in ``folder`` and its files (shards in natural order, class folders sorted)."""
+    files = sorted((p for p in folder.iterdir()
+                    if p.is_file() and not p.name.startswith(".") and p.name != MANIFEST_NAME),
+                   key=natural_key)
+    found = {kind: [p for p in files if p.suffix.lower() == f".{kind}"] for kind in ("npz", "npy", "csv")}
+    found["images"] = class_folders(folder)
+    present = [kind for kind, paths in found.items() if paths]
+    loose_images = [p for p in files if is_image(p)]
+    if loose_images and not present:
+        raise QuantGuardError(f"{folder}: images ({loose_images[0].name}) must sit in one folder per "
+                              f"class ({IMAGE_HOWTO}); the folder name is the class")
+    if not present:
         raise QuantGuardError(f"{folder}: no validation data found (the folder has no .npz files); "
-                              f"write the samples as .npz shards: {NPZ_HOWTO}")
-    return npz
+                              f"write the samples as .npz shards: {NPZ_HOWTO}, or use inputs.npy + "
+                              "labels.npy, .csv tables or image class folders (CLASS/*.png)")
+    if len(present) == 1 and not loose_images:
+        return present[0], found[present[0]]
+    chosen = _named_by_manifest(folder, manifest, found)
+    if chosen is None:
+        examples = [found[kind][0].name for kind in present] + [p.name for p in loose_images[:1]]
+        raise QuantGuardError(
+            f"{folder}: mixed data formats ({', '.join(examples)}); keep one format per folder, or "
+            f"say in {MANIFEST_NAME} which to load: inputs = [...] naming the .npy arrays, or "
+            "label_column = \"...\" for the CSV tables")
+    return chosen, found[chosen]
+
+
+def _named_by_manifest(folder: Path, manifest: dict[str, Any],
+                       found: dict[str, list[Path]]) -> str | None:
+    """In a folder of several formats, the one the manifest names unambiguously (else None)."""
+    if "label_column" in manifest and found["csv"]:
+        return "csv"
+    if "inputs" in manifest and all((folder / f"{name}.npy").is_file() for name in manifest["inputs"]):
+        return "npy"
+    return None
+
+
+def _check_keys_fit(kind: str, manifest: dict[str, Any], file: Path) -> None:
+    """Keys that mean nothing for this format are errors, not silently ignored."""
+    if "label_column" in manifest and kind != "csv":
+        raise QuantGuardError(f"{file}: label_column names a CSV column, but the data are "
+                              f"{FORMATS[kind]}; remove it" +
+                              (' (name the labels array with labels = "...")'
+                               if kind in ("npz", "npy") else ""))
+    if kind == "csv" and "labels" in manifest:
+        raise QuantGuardError(f"{file}: for CSV tables name the label column with label_column = "
+                              f"{manifest['labels']!r} instead of labels")
+    for key in ("labels", "groups"):
+        if kind == "images" and key in manifest:
+            raise QuantGuardError(f"{file}: image folders take their labels from the class folders "
+                                  f"and have no groups; remove {key}")
+
+
+def _check_label_range(loaded: Loaded, class_names: list[str], file: Path) -> None:
+    """With class_names, every label must be a class index in [0, len(class_names))."""
+    origins = loaded.label_origins or [part.origin for part in loaded.parts]
+    for part, origin in zip(loaded.parts, origins, strict=True):
+        labels = part.load(False)[1]
+        if labels is None or not len(labels):
+            continue
+        bad = ~np.isin(labels, np.arange(len(class_names)))
+        if bad.any():
+            raise QuantGuardError(f"{origin}: label {labels[bad][0].item()!r} is not a class index for "
+                                  f"the {len(class_names)} class_names of {file}; labels must be "
+                                  f"0..{len(class_names) - 1}")
+
+
+def _load_npz(folder: Path, files: list[Path], manifest: dict[str, Any],
+              digest: FileDigest) -> Loaded:
+    input_names = list(manifest.get("inputs", [DEFAULT_INPUT_NAME]))
+    label_name = manifest.get("labels", DEFAULT_LABEL_NAME)
+    group_name = manifest.get("groups")
+    shards = [_inspect_npz(file, input_names, label_name, "labels" in manifest, group_name)
+              for file in files]
+    _check_consistent(shards)
+    has_labels = shards[0]["has_labels"]
+    parts = []
+    for shard in shards:
+        file = shard["file"]
+        digest.add_file(file)
+        parts.append(Part(shard["n"], str(file),
+                          _loader(file, shard["n"], input_names,
+                                  label_name if has_labels else None),
+                          None if group_name is None else _group_loader(file, shard["n"], group_name)))
+    return Loaded(parts=parts, input_names=input_names, has_labels=has_labels,
+                  sample_shapes={name: shape for name, (shape, _) in shards[0]["inputs"].items()})
 
 
 def _inspect_npz(file: Path, input_names: list[str], label_name: str,
@@ -147,10 +227,7 @@ def _inspect_npz(file: Path, input_names: list[str], label_name: str,
                 if not member.endswith(".npy"):
                     continue
                 with archive.open(member) as handle:
-                    version = np.lib.format.read_magic(handle)
-                    reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                              else np.lib.format.read_array_header_2_0)
-                    shape, _, dtype = reader(handle)
+                    shape, _, dtype = read_npy_header(handle)
                 headers[member[:-4]] = (shape, dtype)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
         raise QuantGuardError(f"{file}: not a readable .npz file ({error}); re-save it with "

@@ -97,7 +97,7 @@ def test_plain_callables_are_never_cached():
     from pytest_quantguard.cache import ReferenceCache
     from pytest_quantguard.comparison import run
 
-    x = np.eye(4)[np.arange(40) % 4]
+    x = np.eye(4)[np.arange(40) % 4] + np.arange(40)[:, None] * 1e-3  # 40 distinct samples
     cache = ReferenceCache(None)
     result = run(lambda b: b, lambda b: b, data=(x, np.arange(40) % 4), metric=None, max_drop=None,
                  qat_limit=None, relative=None, confidence=0.95, gate="upper", resamples=100,

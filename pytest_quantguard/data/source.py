@@ -1,0 +1,69 @@
+"""What every folder format hands back, and the digest they all feed (SPEC §3)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_quantguard._files import hash_file
+from pytest_quantguard.data.validation_set import Part
+
+MANIFEST_NAME = "quantguard.toml"
+DEFAULT_LABEL_NAME = "labels"
+
+
+@dataclass
+class Loaded:
+    """One format's view of a folder: its parts in load order, input names and per-sample shapes."""
+
+    parts: list[Part]
+    input_names: list[str]
+    has_labels: bool
+    # input name -> the shape of one sample (without the batch axis), for [preprocess] checks
+    sample_shapes: dict[str, tuple[int, ...]]
+    # class names the format itself defines (image class folders); None: the manifest's, if any
+    class_names: list[str] | None = None
+    # where each part's labels live, when not in its origin file (labels.npy beside inputs.npy)
+    label_origins: list[str] | None = None
+
+
+class FileDigest:
+    """sha256 over (relative path, size, bytes) of every file read, in load order, then the manifest."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._sha = hashlib.sha256()
+
+    def _name(self, file: Path, size: int) -> None:
+        self._sha.update(f"{file.relative_to(self.folder).as_posix()}\0{size}\0".encode())
+
+    def add_file(self, file: Path) -> None:
+        """Hash a file by streaming it (large arrays: nothing is kept in memory)."""
+        self._name(file, file.stat().st_size)
+        hash_file(self._sha, file)
+
+    def add_bytes(self, file: Path, data: bytes) -> None:
+        """Hash a file already read whole (CSV tables, images: read once, hashed and checked)."""
+        self._name(file, len(data))
+        self._sha.update(data)
+
+    def finish(self, manifest: dict[str, Any]) -> str:
+        self._sha.update(json.dumps(manifest, sort_keys=True).encode())
+        return self._sha.hexdigest()
+
+
+def natural_key(path: Path) -> list[Any]:
+    """Sort key putting ``shard_2`` before ``shard_10``."""
+    return [int(token) if token.isdigit() else token.lower()
+            for token in re.split(r"(\d+)", path.name)]
+
+
+def listing(paths: list[Path], limit: int = 8) -> str:
+    """A short, readable list of file names for messages."""
+    names = [path.name for path in paths[:limit]]
+    more = f", … ({len(paths) - limit} more)" if len(paths) > limit else ""
+    return (", ".join(names) + more) if names else "nothing"
