@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -143,7 +143,8 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
         metric_options: Mapping[str, Any], batch_size: int = 1024, base_dir: Path | None = None,
         comparison_id: str | None = None, max_error_increase: float | None = None,
         cache: ReferenceCache | None = None, device: str = "cpu",
-        max_samples: int | None = None) -> Comparison:
+        max_samples: int | None = None,
+        progress: Callable[[int, int], None] | None = None) -> Comparison:
     """``compare()`` with the knobs the fixture also sets (batch size, base dir, test id, the
     reference cache)."""
     if max_error_increase is not None:
@@ -214,7 +215,7 @@ def run(reference: Any, candidate: Any, *, data: Any, metric: str | None, max_dr
         "runner": getattr(reference_runner, "settings", None)})
     cached, cache_status = cache.get(key, dataset.n)
     reference_scores, candidate_scores, timings, reference_records = _score(
-        dataset, chosen, reference_runner, candidate_runner, output, batch_size, cached)
+        dataset, chosen, reference_runner, candidate_runner, output, batch_size, cached, progress)
     if cached is None:
         cache.put(key, reference_records)
     duplicates = dataset.duplicate_count()  # counted during the pass above: free
@@ -351,6 +352,7 @@ def _interval(metric: Metric, reference_scores: np.ndarray, candidate_scores: np
 
 def _score(dataset: ValidationSet, metric: Metric, reference: Runner, candidate: Runner,
            output: str | int | None, batch_size: int, cached_reference: np.ndarray | None,
+           progress: Callable[[int, int], None] | None = None,
            ) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
     """Stream the set once through both models (the reference only when its records are not
     cached); keep only the metric's per-sample records."""
@@ -371,6 +373,8 @@ def _score(dataset: ValidationSet, metric: Metric, reference: Runner, candidate:
             records[role].append(metric.reduce(prediction, batch.labels))
         if batch.labels is not None:
             labels.append(batch.labels)
+        if progress is not None:
+            progress(int(batch.ids[-1]) + 1, dataset.n)
     all_labels = np.concatenate(labels) if labels else None
     _warn_on_label_range(all_labels, widths, dataset)
     reference_records = (cached_reference if cached_reference is not None

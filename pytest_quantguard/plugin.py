@@ -219,6 +219,8 @@ def quant_compare(request: pytest.FixtureRequest):
                 batch_size=state.options["batch_size"], base_dir=state.rootpath,
                 cache=state.reference_cache(), device=state.options["device"],
                 max_samples=state.options["max_samples"],
+                progress=_progress(request.config, item.nodeid if name is None else
+                                   f"{item.nodeid}::{name}"),
                 comparison_id=item.nodeid if name is None else f"{item.nodeid}::{name}")
         except QuantGuardError as error:
             failure = f"quantguard: {error}"
@@ -233,6 +235,35 @@ def quant_compare(request: pytest.FixtureRequest):
         return comparison
 
     return quant_compare
+
+
+PROGRESS_AFTER_S = 2.0  # a comparison shorter than this shows no progress at all
+PROGRESS_EVERY_S = 5.0
+
+
+def _progress(config: pytest.Config, label: str):
+    """Progress lines for long comparisons, through the terminal reporter (never print): on a
+    terminal, or with -v; at most one every few seconds, none for short runs or on xdist workers."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or hasattr(config, "workerinput"):
+        return None
+    if not (config.get_verbosity() > 0 or reporter.isatty):
+        return None
+    import time
+
+    start = time.monotonic()
+    last = [start]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - start < PROGRESS_AFTER_S or now - last[0] < PROGRESS_EVERY_S:
+            return
+        last[0] = now
+        rate = done / (now - start)
+        reporter.write_line(f"quantguard: {label}: {done:,}/{total:,} samples "
+                            f"({100 * done / total:.0f}%, {rate:,.0f} samples/s)")
+
+    return report
 
 
 def _record(item: pytest.Item, comparison) -> None:

@@ -71,3 +71,30 @@ def test_duplicate_samples_warn():
     labels = np.argmax(scores, axis=1)
     with pytest.warns(QuantGuardWarning, match="10 of 60 samples repeat an earlier sample's inputs"):
         call(lambda x: x, lambda x: x, (scores, labels))
+
+
+PROGRESS = """
+import numpy as np
+import pytest_quantguard.plugin as plugin
+
+plugin.PROGRESS_AFTER_S = 0.0  # show progress at once, for the test
+plugin.PROGRESS_EVERY_S = 0.0
+
+
+def test_slow(quant_compare):
+    x = np.eye(4)[np.arange(500) % 4] + np.arange(500)[:, None] * 1e-3
+    quant_compare(lambda b: b, lambda b: b, data=(x, np.arange(500) % 4))
+"""
+
+
+@pytest.mark.parametrize(("args", "shown"), [(["-v"], True), ([], False)])
+def test_progress_lines_go_through_the_terminal_reporter(pytester, args, shown):
+    pytester.makepyfile(test_progress=PROGRESS)
+    result = pytester.runpytest("--quant-batch-size", "100", *args)
+    result.assert_outcomes(passed=1)
+    lines = [line for line in result.stdout.lines if "samples/s)" in line]
+    if shown:
+        assert lines[0].startswith("quantguard: test_progress.py::test_slow: 100/500 samples (20%")
+        assert len(lines) == 4  # 100..400; the finished pass is not announced
+    else:
+        assert lines == []  # not a terminal and not -v: quiet
