@@ -214,7 +214,18 @@ def _import_torch(what: str) -> Any:
         import torch
     except ImportError:
         raise MissingBackendError("torch", "torch", what) from None
+    _one_thread_under_xdist(torch)
     return torch
+
+
+def _one_thread_under_xdist(torch: Any) -> None:
+    """Under pytest-xdist every worker is a process of its own on shared cores: one intra-op
+    thread each, as for onnxruntime (several workers with a thread per core fight over the cores).
+    A worker process runs tests only, so this is the worker's setting, set once."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER") and torch.get_num_threads() > 1:
+        torch.set_num_threads(1)
 
 
 def _device(torch: Any, device: str, description: str) -> Any:

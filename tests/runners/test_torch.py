@@ -382,3 +382,21 @@ def test_shape_expression_check(text, plain):
     from pytest_quantguard.runners.torch import _plain_expression
 
     assert _plain_expression(text) is plain
+
+
+def test_one_torch_thread_per_xdist_worker(monkeypatch):
+    import torch
+
+    from pytest_quantguard.runners.torch import _one_thread_under_xdist
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+        _one_thread_under_xdist(torch)
+        assert torch.get_num_threads() == 2  # not a worker: left alone
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+        _one_thread_under_xdist(torch)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
