@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -310,24 +309,34 @@ def _arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _row_hashes(inputs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-    """A 64-bit hash of each sample's bytes across all named inputs.
+_HASH_MULTIPLIERS = np.random.default_rng(0x5EED).integers(1, 2**63, size=4096, dtype=np.uint64) | 1
 
-    Python's own bytes hash (SipHash, keyed per process) runs at ~1 GB/s here, 3x blake2b; the
-    counts it gives do not depend on the key.
+
+def _row_hashes(inputs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """A 64-bit hash of each sample's bytes across all named inputs, vectorized over samples.
+
+    Each sample's bytes are read as 64-bit words and folded in one multiply-xorshift step per word
+    (fixed odd multipliers), so the cost is a few numpy passes over the batch, not a Python call
+    per sample.
     """
-    rows = [np.ascontiguousarray(array).reshape(n, math.prod(array.shape[1:])).view(np.uint8)
-            for array in inputs.values()]
-    if len(rows) == 1:
-        samples = (hash(row.tobytes()) for row in rows[0])
-    else:
-        samples = (hash(tuple(row.tobytes() for row in sample)) for sample in zip(*rows, strict=True))
-    return np.fromiter(samples, dtype=np.int64, count=n)
+    rows = [np.ascontiguousarray(array).reshape(n, -1).view(np.uint8) for array in inputs.values()]
+    data = rows[0] if len(rows) == 1 else np.concatenate(rows, axis=1)
+    width = data.shape[1]
+    if width % 8:
+        data = np.concatenate([data, np.zeros((n, 8 - width % 8), np.uint8)], axis=1)
+    words = data.view(np.uint64)
+    hashes = np.full(n, np.uint64(width), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(words.shape[1]):
+            hashes ^= words[:, j]
+            hashes *= _HASH_MULTIPLIERS[j % len(_HASH_MULTIPLIERS)]
+            hashes ^= hashes >> np.uint64(29)
+    return hashes
 
 
 def _count_repeats(hashes: list[np.ndarray]) -> int:
     """Samples whose hash an earlier sample already had (a 64-bit collision: ~n²/2⁶⁵, negligible)."""
     if not hashes:
         return 0
-    every = np.concatenate(hashes)
-    return int(len(every) - len(np.unique(every)))
+    every = np.sort(np.concatenate(hashes))
+    return int(np.count_nonzero(every[1:] == every[:-1]))
