@@ -3,6 +3,7 @@
     python benchmarks/coverage.py                       # every family, 2000 sets, 10,000 resamples
     python benchmarks/coverage.py --family 0/1 --family macro-F1 --sets 4000
     python benchmarks/coverage.py --jobs 2              # cells spread over 2 processes
+    python benchmarks/coverage.py --resume cells.jsonl  # rerun after a stop: finished cells kept
 
 The generators, cells and harness are ``pytest_quantguard.stats.simulation`` (the same the CI
 tests in ``tests/stats/test_coverage_families.py`` gate with 1000 sets and 2000 resamples); each
@@ -17,7 +18,9 @@ on a coverage of 0.95 and 0.0035 on a 2.5% tail. Progress (one line per cell) go
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
+import json
 import os
 import platform
 import sys
@@ -97,12 +100,38 @@ FAMILIES = {
 }
 
 
-def run_row(family: str, index: int, sets: int, resamples: int) -> tuple[dict[str, CellResult], float]:
+def run_row(family: str, index: int, sets: int, resamples: int,
+            resume: str | None = None) -> tuple[dict[str, CellResult], float]:
     row = FAMILIES[family][1](resamples)[index]
     views = {"bootstrap": simulation.bootstrap_view} if row.bootstrap else None
     start = time.perf_counter()
     results = simulation.simulate(row.cell, sets, views=views)
-    return results, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if resume:  # one short line per finished cell, appended (a killed run loses only running cells)
+        record = {"key": _key(row, sets, resamples), "seconds": seconds,
+                  "results": {name: dataclasses.asdict(result) for name, result in results.items()}}
+        with open(resume, "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+    return results, seconds
+
+
+def _key(row: Row, sets: int, resamples: int) -> str:
+    return f"{row.cell.name}|sets={sets}|resamples={resamples}"
+
+
+def load_finished(resume: str | None) -> dict[str, tuple[dict[str, CellResult], float]]:
+    """Cells a previous run with the same ``--resume`` file finished."""
+    if not resume or not os.path.exists(resume):
+        return {}
+    finished = {}
+    with open(resume, encoding="utf-8") as file:
+        for line in file:
+            if line.strip():
+                record = json.loads(line)
+                finished[record["key"]] = ({name: CellResult(**value)
+                                            for name, value in record["results"].items()},
+                                           record["seconds"])
+    return finished
 
 
 def verdict(result: CellResult, gated: bool) -> str:
@@ -144,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family", action="append", choices=list(FAMILIES),
                         help="run only this family (repeatable); default: all")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (1)")
+    parser.add_argument("--resume", metavar="FILE",
+                        help="JSON-lines file of finished cells: appended to, and cells already in "
+                             "it are not rerun (a long run survives being stopped)")
     args = parser.parse_args(argv)
     families = args.family or list(FAMILIES)
     print(f"# Coverage of pytest-quantguard's intervals\n\n{args.sets} sets per cell, "
@@ -153,16 +185,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs, {args.jobs} job(s).\n", flush=True)
     started = time.perf_counter()
     failures = 0
+    finished = load_finished(args.resume)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        pending = {family: [pool.submit(run_row, family, i, args.sets, args.resamples)
-                            for i in range(len(FAMILIES[family][1](args.resamples)))]
+        pending = {family: [finished.get(_key(row, args.sets, args.resamples))
+                            or pool.submit(run_row, family, i, args.sets, args.resamples, args.resume)
+                            for i, row in enumerate(FAMILIES[family][1](args.resamples))]
                    for family in families}
         for family in families:
             title, make_rows = FAMILIES[family]
             rows = make_rows(args.resamples)
             results = []
             for row, future in zip(rows, pending[family], strict=True):
-                results.append(future.result())
+                results.append(future if isinstance(future, tuple) else future.result())
                 main_result = results[-1][0]["interval"]
                 print(f"[{time.perf_counter() - started:.0f} s] {row.cell.name}: coverage "
                       f"{main_result.coverage:.3f}, false ship {main_result.false_ship:.3f}",
@@ -170,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             failures += sum(row.gated and not result["interval"].passes
                             for row, (result, _) in zip(rows, results, strict=True))
             print(f"## {family}: {title}\n\n{table(family, rows, results)}\n", flush=True)
-    print(f"{failures} gated cell(s) FAIL. Total wall time {time.perf_counter() - started:.0f} s.")
+    print(f"{failures} gated cell(s) FAIL. Total wall time {time.perf_counter() - started:.0f} s "
+          f"(cells taken from --resume: {sum(isinstance(f, tuple) for v in pending.values() for f in v)}).")
     return 1 if failures else 0
 
 

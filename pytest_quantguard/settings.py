@@ -128,8 +128,9 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("data", None, str, "validation set folder of .npz shards; a command-line path resolves "
-           "against the invocation dir, the ini path against the ini file", "DIR"),
+    Option("data", None, str, "validation set folder (.npz shards, .npy arrays, CSV tables or an "
+           "image folder); a command-line path resolves against the invocation dir, the ini path "
+           "against the ini file", "DIR"),
     Option("max_drop", 0.01, positive_float, "ship limit: the largest acceptable drop", "X"),
     Option("qat_limit", 0.03, positive_float, "try-qat / stay-fp16 boundary", "X"),
     Option("confidence", 0.95, open_fraction, "two-sided interval level", "C"),
