@@ -88,7 +88,8 @@ def difference_interval(reference: np.ndarray, candidate: np.ndarray, *, higher_
     candidate = np.asarray(candidate, dtype=np.float64)
     worse = reference - candidate if higher_is_better else candidate - reference
     x = np.stack([worse, np.ones_like(worse)], axis=1)
-    scale = abs(float(np.mean(reference))) or 1.0
+    # the values' own size (never their mean, which can sit at 0 for centred values)
+    scale = float(np.mean(np.abs(reference))) or 1.0
     return sums_interval(_units(x, groups, {}), MEAN_DIFFERENCE, confidence=confidence,
                          resamples=resamples, rng=rng, fallback_scale=scale,
                          analytic_above=analytic_above)

@@ -211,3 +211,18 @@ def test_studentized_leave_one_out_equals_the_generic_jackknife():
     rows = np.array([[50.0, 3, 40, 2, 30, 1], [45, 5, 41, 1, 33, 2]])
     generic = np.array([[statistic.phi((row - e)[None])[0] for e in np.eye(6)] for row in rows])
     assert statistic.leave_one_out(rows) == pytest.approx(generic, abs=1e-12)
+
+
+def test_identical_models_fallback_width_does_not_depend_on_where_values_sit():
+    from pytest_quantguard.stats.families import difference_interval
+
+    values = np.random.default_rng(19).normal(size=500)
+    centred = values - values.mean()
+    widths = []
+    for shift in (0.0, 1e-3):
+        r = centred + shift
+        result = difference_interval(r, r, higher_is_better=True, confidence=0.95, resamples=200,
+                                     rng=np.random.default_rng(0))
+        assert result.method == "degenerate-fallback"
+        widths.append(result.high - result.low)
+    assert widths[0] > 0.005 and widths[0] == pytest.approx(widths[1], rel=0.01)
