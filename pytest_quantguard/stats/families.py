@@ -203,13 +203,21 @@ def macro_f1_interval(labels: np.ndarray, reference_pred: np.ndarray, candidate_
                       rng: np.random.Generator) -> IntervalResult:
     """Macro-F1 drop (absolute): BCa over resampled pattern counts with a per-pattern jackknife
     (statistics.md §7.2); with groups, the group's pattern counts are the resampled unit."""
-    labels = np.asarray(labels, dtype=np.int64)
-    reference_pred = np.asarray(reference_pred, dtype=np.int64)
-    candidate_pred = np.asarray(candidate_pred, dtype=np.int64)
+    labels, reference_pred, candidate_pred = (
+        np.asarray(values) for values in (labels, reference_pred, candidate_pred))
+    for values in (labels, reference_pred, candidate_pred):
+        if not (np.issubdtype(values.dtype, np.integer) or values.dtype == np.bool_):
+            raise ValueError(f"class indices must be integers, got {values.dtype}")
     classes = int(max(labels.max(), reference_pred.max(), candidate_pred.max())) + 1
     if min(labels.min(), reference_pred.min(), candidate_pred.min()) < 0:
         raise ValueError("class indices must be >= 0")
-    codes = (labels * classes + reference_pred) * classes + candidate_pred
+    # pattern codes in the narrowest integer type that holds classes**3 (memory traffic is the cost)
+    code_type = np.int32 if classes ** 3 < 2**31 else np.int64
+    codes = labels.astype(code_type)
+    codes *= classes
+    codes += reference_pred
+    codes *= classes
+    codes += candidate_pred
     if classes ** 3 <= 4 * len(codes):  # a dense count table: O(n), no sort
         table = np.bincount(codes, minlength=classes ** 3)
         observed = np.flatnonzero(table)

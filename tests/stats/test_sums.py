@@ -193,6 +193,30 @@ def test_poisson_pattern_counts_agree_with_the_multinomial_at_large_n(monkeypatc
     assert (poisson.low, poisson.high) != (multinomial.low, multinomial.high)  # two different paths
 
 
+def test_normal_approximated_pattern_counts_agree_with_exact_poisson_counts(monkeypatch):
+    """From NORMAL_FROM on, a pattern's Poisson count is drawn from its rounded normal
+    approximation; the interval must match the one from numpy's exact Poisson sampler, on a set
+    whose rare patterns sit on both sides of the threshold."""
+    from pytest_quantguard.stats import sums
+
+    rng = np.random.default_rng(19)
+    n = 300_000
+    labels = rng.choice(5, size=n, p=[0.5, 0.25, 0.15, 0.07, 0.03])
+    reference = np.where(rng.random(n) < 0.85, labels, rng.integers(0, 5, n))
+    candidate = np.where(rng.random(n) < 0.995, reference, rng.integers(0, 5, n))
+    counts = np.unique((labels * 5 + reference) * 5 + candidate, return_counts=True)[1]
+    assert (counts < sums.NORMAL_FROM).sum() >= 10 and (counts >= sums.NORMAL_FROM).sum() >= 10
+    options = dict(confidence=0.95, resamples=6000)
+    mixed = macro_f1_interval(labels, reference, candidate, rng=np.random.default_rng(20), **options)
+    monkeypatch.setattr(sums, "NORMAL_FROM", np.inf)
+    exact = macro_f1_interval(labels, reference, candidate, rng=np.random.default_rng(20), **options)
+    width = exact.high - exact.low
+    assert mixed.method == exact.method == "bca"
+    assert mixed.low == pytest.approx(exact.low, abs=0.04 * width)
+    assert mixed.high == pytest.approx(exact.high, abs=0.04 * width)
+    assert (mixed.low, mixed.high) != (exact.low, exact.high)  # two different samplers
+
+
 def test_macro_f1_with_a_well_populated_rarest_class_is_plain_bca():
     rng = np.random.default_rng(18)
     labels = rng.integers(0, 3, 3000)  # ~1000 per class
