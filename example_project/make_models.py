@@ -1,14 +1,26 @@
-"""Build the example's models and validation set from scikit-learn's real ``load_digits``.
+"""Build the example's models and validation sets from scikit-learn's real data sets.
 
-Run from anywhere: ``python example_project/make_models.py``. It trains a small CNN on half of
-the 1,797 digit images, exports it to ONNX (``models/fp32.onnx``), quantizes it twice and writes
-the held-out half as ``prod_val/``:
+``load_digits`` and ``load_diabetes`` ship with scikit-learn: nothing is downloaded. Run from
+anywhere: ``python example_project/make_models.py``. Digits: it trains a small CNN on half of the
+1,797 digit images, exports it to ONNX (``models/fp32.onnx``), quantizes it twice and writes the
+held-out half as ``prod_val/``:
 
 - ``models/int8.onnx``: static QDQ INT8 (onnxruntime), calibrated on training images only;
 - ``models/int2.onnx``: a deliberately degraded model, 2-bit MatMulNBits weights on the two
-  fully connected layers (after the Gemm -> MatMul rewrite that MatMulNBits needs).
+  fully connected layers (after the Gemm -> MatMul rewrite that MatMulNBits needs);
+- ``models/embed_fp32.onnx`` / ``models/embed_int8.onnx``: the same CNN cut before its last layer
+  (the 64-d embedding), fp32 and INT8 the same way as ``int8.onnx``, for a ``cosine`` gate;
+- ``prod_unlabeled/``: the ``prod_val`` images without labels (``task = "fidelity"``), for
+  label-free gates (top-1 agreement of fp32 vs int8, cosine of the embeddings).
 
-The outputs are committed, so the gate runs without torch. Needs the ``dev`` extra.
+Diabetes: a small MLP regressor (standardisation of features and target built into the graph)
+trained on 60% of the 442 patients, ``models/diabetes_fp32.onnx``, its static QDQ INT8 version
+``models/diabetes_int8.onnx`` (the Gemms only, calibrated on training rows), and the other 177
+patients as ``prod_val_diabetes/`` (``task = "regression"``).
+
+Finally it runs every model with onnxruntime and prints the figures the gates judge. The outputs
+are committed, so the gates run without torch; rerunning with the same library versions
+rewrites them byte for byte. Needs the ``dev`` extra.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 SEED = 0
 CALIBRATION_IMAGES = 512
+DIABETES_HELD_OUT = 0.4  # 177 of the 442 patients
 
 
 def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -60,15 +73,60 @@ def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 40):
     return model.eval()
 
 
-def export_onnx(model, path: Path) -> None:
+def load_diabetes_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """load_diabetes in its original units (age, sex, BMI, blood pressure, six blood serum
+    measurements; target: disease progression after a year): 60% trains, 40% is held out."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+
+    features, targets = load_diabetes(return_X_y=True, scaled=False)
+    return train_test_split(features.astype(np.float32), targets.astype(np.float32),
+                            test_size=DIABETES_HELD_OUT, random_state=SEED)
+
+
+def train_regressor(features: np.ndarray, targets: np.ndarray, hidden: int = 8, epochs: int = 100):
+    """A one-hidden-layer MLP on standardised features and target. The scaling is part of the
+    model (fp32 Sub/Div before it, Mul/Add after it): it takes raw features and predicts in the
+    target's units. Size, epochs and weight decay were chosen on a split of the training rows;
+    265 patients overfit a wider or longer-trained net."""
+    import torch
+    from torch import nn
+
+    class Standardized(nn.Module):
+        def __init__(self, net: nn.Module, scaling: dict[str, np.ndarray]):
+            super().__init__()
+            self.net = net
+            for name, value in scaling.items():
+                self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32))
+
+        def forward(self, x):
+            return self.net((x - self.x_mean) / self.x_std) * self.y_std + self.y_mean
+
+    scaling = {"x_mean": features.mean(0), "x_std": features.std(0),
+               "y_mean": targets.mean(), "y_std": targets.std()}
+    torch.manual_seed(SEED)
+    net = nn.Sequential(nn.Linear(features.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, 1))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1.0)
+    x = torch.from_numpy((features - scaling["x_mean"]) / scaling["x_std"])
+    y = torch.from_numpy((targets - scaling["y_mean"]) / scaling["y_std"])[:, None]
+    net.train()
+    for _ in range(epochs):  # full batch
+        optimizer.zero_grad()
+        nn.functional.mse_loss(net(x), y).backward()
+        optimizer.step()
+    return Standardized(net, scaling).eval()
+
+
+def export_onnx(model, path: Path, *, sample_shape: tuple[int, ...] = (1, 8, 8),
+                output_name: str = "logits") -> None:
     import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices
         torch.onnx.export(
-            model, (torch.zeros(1, 1, 8, 8),), str(path), dynamo=False, opset_version=17,
-            input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            model, (torch.zeros(1, *sample_shape),), str(path), dynamo=False, opset_version=17,
+            input_names=["input"], output_names=[output_name],
+            dynamic_axes={"input": {0: "batch"}, output_name: {0: "batch"}},
         )
 
 
@@ -87,7 +145,10 @@ class _Calibration:
         self._iter = iter(self._batches)
 
 
-def quantize_int8(fp32: Path, out: Path, calibration: np.ndarray, workdir: Path) -> None:
+def quantize_int8(fp32: Path, out: Path, calibration: np.ndarray, workdir: Path,
+                  op_types: list[str] | None = None) -> None:
+    """Static QDQ INT8 (per-channel weights, MinMax-calibrated activations); ``op_types``
+    limits it to those operators (None: every operator onnxruntime can quantize)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -96,13 +157,13 @@ def quantize_int8(fp32: Path, out: Path, calibration: np.ndarray, workdir: Path)
         quantize_static,
     )
 
-    pre = workdir / "fp32_pre.onnx"
+    pre = workdir / f"{fp32.stem}_pre.onnx"
     quant_pre_process(str(fp32), str(pre))
     reader = _Calibration(calibration)
     quantize_static(
         str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
+        calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=op_types,
     )
 
 
@@ -136,25 +197,100 @@ def quantize_weights_2bit(fp32: Path, out: Path, workdir: Path) -> None:
         raise RuntimeError(f"{out}: nothing was quantized (ops: {sorted(ops)})")
 
 
+def write_folder(folder: Path, shard: str, manifest: str | None = None, **arrays: np.ndarray) -> None:
+    """One validation folder: an npz shard, plus a ``quantguard.toml`` when given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / shard, **arrays)
+    if manifest is not None:
+        (folder / "quantguard.toml").write_text(manifest)
+
+
+def build_digits(out: Path, workdir: Path) -> None:
+    """The CNN, its INT8/2-bit versions, its 64-d embedding (fp32 and INT8), prod_val/ and the
+    same held-out images without labels as prod_unlabeled/."""
+    models = out / "models"
+    train_x, val_x, train_y, val_y = load_split()
+    model = train_cnn(train_x, train_y)
+    calibration = train_x[:CALIBRATION_IMAGES]
+    export_onnx(model, models / "fp32.onnx")
+    quantize_int8(models / "fp32.onnx", models / "int8.onnx", calibration, workdir)
+    quantize_weights_2bit(models / "fp32.onnx", models / "int2.onnx", workdir)
+    embed = model[:-1]  # everything up to the last layer's input: the 64-unit ReLU
+    export_onnx(embed, models / "embed_fp32.onnx", output_name="embedding")
+    quantize_int8(models / "embed_fp32.onnx", models / "embed_int8.onnx", calibration, workdir)
+    write_folder(out / "prod_val", "digits_heldout.npz", inputs=val_x, labels=val_y)
+    write_folder(out / "prod_unlabeled", "digits_heldout_inputs.npz",
+                 '# The prod_val images without their labels: the gate compares the models\' '
+                 'outputs.\ntask = "fidelity"\n', inputs=val_x)
+    print(f"digits: wrote {models}, prod_val/ and prod_unlabeled/ ({len(val_y)} held-out images)")
+
+
+def build_diabetes(out: Path, workdir: Path) -> None:
+    """The diabetes regressor (fp32 and static QDQ INT8 of its two Gemms) and prod_val_diabetes/."""
+    models = out / "models"
+    train_x, val_x, train_y, val_y = load_diabetes_split()
+    model = train_regressor(train_x, train_y)
+    export_onnx(model, models / "diabetes_fp32.onnx", sample_shape=train_x.shape[1:],
+                output_name="progression")
+    # Static, not dynamic: a dynamic INT8 model's outputs depend on which rows share its batch.
+    # Only the Gemms: the raw features (cholesterol in the hundreds, sex 1 or 2) stay fp32.
+    quantize_int8(models / "diabetes_fp32.onnx", models / "diabetes_int8.onnx", train_x, workdir,
+                  op_types=["Gemm"])
+    write_folder(out / "prod_val_diabetes", "diabetes_heldout.npz",
+                 '# Held-out load_diabetes patients; labels: disease progression after a year.\n'
+                 'task = "regression"\n', inputs=val_x, labels=val_y)
+    print(f"diabetes: wrote {models} and prod_val_diabetes/ ({len(val_y)} held-out patients)")
+
+
+def _predict(model: Path, inputs: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: inputs})[0]
+
+
+def summarize(out: Path) -> None:
+    """The written models run by onnxruntime on the written folders: the figures the gates see."""
+    models = out / "models"
+    with np.load(out / "prod_val_diabetes" / "diabetes_heldout.npz") as shard:
+        features, targets = shard["inputs"], shard["labels"]
+    errors = {}
+    for name in ("diabetes_fp32", "diabetes_int8"):
+        prediction = _predict(models / f"{name}.onnx", features)
+        assert prediction.shape == (len(targets), 1), prediction.shape
+        error = prediction[:, 0] - targets
+        errors[name] = (np.abs(error).mean(), np.sqrt(np.square(error).mean()))
+        print(f"{name}: MAE {errors[name][0]:.3f}  RMSE {errors[name][1]:.3f}")
+    (mae_fp32, rmse_fp32), (mae_int8, rmse_int8) = errors.values()
+    print(f"diabetes relative drop (int8/fp32 - 1): MAE {mae_int8 / mae_fp32 - 1:+.5f}  "
+          f"RMSE {rmse_int8 / rmse_fp32 - 1:+.5f}")
+
+    with np.load(out / "prod_unlabeled" / "digits_heldout_inputs.npz") as shard:
+        images = shard["inputs"]
+    logits = [_predict(models / f"{name}.onnx", images) for name in ("fp32", "int8")]
+    assert logits[0].shape == logits[1].shape == (len(images), 10)
+    agree = logits[0].argmax(1) == logits[1].argmax(1)
+    print(f"top-1 agreement fp32 vs int8: {agree.mean():.5f} ({(~agree).sum()} of {len(images)} differ)")
+    reference, candidate = (_predict(models / f"{name}.onnx", images)
+                            for name in ("embed_fp32", "embed_int8"))
+    assert reference.shape == candidate.shape == (len(images), 64)
+    cosine = (reference * candidate).sum(1) / (np.linalg.norm(reference, axis=1)
+                                                * np.linalg.norm(candidate, axis=1))
+    print(f"embedding cosine fp32 vs int8: mean {cosine.mean():.5f}, min {cosine.min():.5f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE, help="folder to write models/ and prod_val/ into")
+    parser.add_argument("--out", type=Path, default=HERE,
+                        help="folder to write models/ and the validation folders into")
     args = parser.parse_args(argv)
     import tempfile
 
-    models = args.out / "models"
-    prod_val = args.out / "prod_val"
-    models.mkdir(parents=True, exist_ok=True)
-    prod_val.mkdir(parents=True, exist_ok=True)
-
-    train_x, val_x, train_y, val_y = load_split()
-    model = train_cnn(train_x, train_y)
-    export_onnx(model, models / "fp32.onnx")
+    (args.out / "models").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        quantize_int8(models / "fp32.onnx", models / "int8.onnx", train_x[:CALIBRATION_IMAGES], Path(tmp))
-        quantize_weights_2bit(models / "fp32.onnx", models / "int2.onnx", Path(tmp))
-    np.savez(prod_val / "digits_heldout.npz", inputs=val_x, labels=val_y)
-    print(f"wrote {models} and {prod_val} ({len(val_y)} held-out images)")
+        build_digits(args.out, Path(tmp))
+        build_diabetes(args.out, Path(tmp))
+    summarize(args.out)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pytest_quantguard.comparison import Comparison, Interval, compare
     from pytest_quantguard.data import ValidationSet
     from pytest_quantguard.errors import QuantGuardWarning
+    from pytest_quantguard.metrics import register_metric
     from pytest_quantguard.stats.plan import plan
     from pytest_quantguard.verdict import Verdict
 
@@ -30,15 +31,8 @@ _LAZY = {
     "QuantGuardWarning": "pytest_quantguard.errors",
     "plan": "pytest_quantguard.stats.plan",
     "Verdict": "pytest_quantguard.verdict",
+    "register_metric": "pytest_quantguard.metrics",
 }
-
-
-def register_metric(name: str, **declaration: Any):
-    """Register a custom metric by name (SPEC §2). Not implemented in this version yet."""
-    from pytest_quantguard.errors import QuantGuardError
-
-    raise QuantGuardError(f"register_metric({name!r}): custom metrics are part of the contract but "
-                          "not implemented in this version yet")
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,8 @@ from pytest_quantguard import settings
 from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 
 MARKER = "quant_tolerance"
-TOLERANCE_KEYS = ("max_drop", "qat_limit", "relative", "confidence", "gate", "max_error_increase")
+TOLERANCE_KEYS = ("max_drop", "qat_limit", "relative", "confidence", "gate", "max_error_increase",
+                  "metrics", "slice_max_drop")
 NO_DATA = ("no validation data: pass --quant-data DIR, set quant_data = DIR in the ini file "
            "(pytest.ini, tox.ini, setup.cfg or pyproject.toml), or give data= to quant_compare")
 
@@ -31,8 +32,10 @@ class QuantGuardState:
     rootpath: Path
     datasets: dict[Path, Any] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)  # gathered from test reports
+    violations: list[dict[str, Any]] = field(default_factory=list)  # policy violations, gathered
     pytest_cache: Any = None  # config.cache (None under -p no:cacheprovider)
     _reference_cache: Any = None
+    session_notes: list[tuple[str, dict[str, bool]]] = field(default_factory=list)
 
     def reference_cache(self):
         """The reference-output cache, made on first use (no folder is created before that)."""
@@ -47,18 +50,32 @@ class QuantGuardState:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Gather comparisons from test reports: locally, or on the xdist controller."""
-        records = getattr(report, "quantguard", None)
-        if report.when == "call" and records:
-            self.records.extend(records)
+        if report.when != "call":
+            return
+        self.records.extend(getattr(report, "quantguard", None) or ())
+        self.violations.extend(getattr(report, "quantguard_violations", None) or ())
+
+    @pytest.hookimpl(tryfirst=True)  # before junitxml's own sessionfinish writes the XML
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """On the controller only: suite properties, the comparison count the project requires,
+        and the JSON / Markdown / plot reports."""
+        if hasattr(session.config, "workerinput"):
+            return
+        from pytest_quantguard.reports.session import finish
+
+        self.session_notes = finish(session, self)
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int,
                                 config: pytest.Config) -> None:
-        if hasattr(config, "workerinput") or not self.records:
+        if hasattr(config, "workerinput"):
             return  # only the controller prints
-        from pytest_quantguard.reports.terminal import summary_lines
+        if self.records:
+            from pytest_quantguard.reports.terminal import summary_lines
 
-        terminalreporter.write_sep("=", f"quantguard: {len(self.records)} comparison(s)")
-        for line, markup in summary_lines(self.records):
+            terminalreporter.write_sep("=", f"quantguard: {len(self.records)} comparison(s)")
+            for line, markup in summary_lines(self.records):
+                terminalreporter.write_line(line, **markup)
+        for line, markup in self.session_notes:
             terminalreporter.write_line(line, **markup)
 
     def dataset(self, path: Path):
@@ -74,6 +91,7 @@ class QuantGuardState:
 STATE_KEY = pytest.StashKey[QuantGuardState]()
 TOLERANCE_KEY = pytest.StashKey[dict[str, Any]]()
 RECORDS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+VIOLATIONS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -89,6 +107,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                             type=_cli_type(option.validate),
                             help=f"{option.help}. Default: {option.default} (ini: {option.ini})")
         parser.addini(option.ini, f"{option.help} (default: {option.default})", default="")
+    for key in settings.INI_KEYS:
+        parser.addini(key.ini, f"{key.help} (default: {key.default})", default="")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_quantguard import hooks
+
+    pluginmanager.add_hookspecs(hooks)
+
+
+def _register_metric(name: str, **declaration: Any):
+    from pytest_quantguard.metrics import register_metric
+
+    return register_metric(name, **declaration)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -99,6 +131,8 @@ def pytest_configure(config: pytest.Config) -> None:
                             pytest_cache=getattr(config, "cache", None))
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(state, "quantguard-state")
+    config.hook.pytest_quantguard_register_metrics.call_historic(
+        kwargs={"register": _register_metric})
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -142,9 +176,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     report = yield
-    records = item.stash.get(RECORDS_KEY, None)
-    if call.when == "call" and records:
-        report.quantguard = list(records)  # builtins only: travels to the xdist controller
+    if call.when == "call":  # builtins only: they travel to the xdist controller
+        records = item.stash.get(RECORDS_KEY, None)
+        if records:
+            report.quantguard = list(records)
+        violations = item.stash.get(VIOLATIONS_KEY, None)
+        if violations:
+            report.quantguard_violations = list(violations)
     return report
 
 
@@ -196,20 +234,32 @@ def quant_compare(request: pytest.FixtureRequest):
     def quant_compare(reference: Any, candidate: Any, *, data: Any = None, metric: str | None = None,
                       output: str | int | None = None, name: str | None = None, **keywords: Any):
         __tracebackhide__ = True
-        from pytest_quantguard.comparison import run
+        from pytest_quantguard.comparison import run, suspicious_gain_text
 
         failure = None
         try:
             _check_name(names, name)
-            marked = settings.merge_tolerance(item.stash.get(TOLERANCE_KEY, {}),
-                                              _call_tolerance(keywords))
+            called = _call_tolerance(keywords)
+            if metric is not None:  # the call's metric= replaces a marker's metrics=
+                called["metric"] = metric
+            marked = settings.merge_tolerance(item.stash.get(TOLERANCE_KEY, {}), called)
             tolerance = settings.merge_tolerance(state.options, marked)
+            sources = {**{key: "marker" for key in item.stash.get(TOLERANCE_KEY, {})},
+                       **{key: "call" for key in called}}
+            violations = _policy_violations(tolerance, sources, state.options, item.nodeid)
+            if violations:
+                item.stash.setdefault(VIOLATIONS_KEY, []).extend(violations)
+                raise QuantGuardError("the project's policy forbids this: " + "; ".join(
+                    violation["message"] for violation in violations))
+            overrides = [{"key": key, "value": _builtin(tolerance.get(key)), "source": source}
+                         for key, source in sorted(sources.items()) if key in TOLERANCE_KEYS]
             if "max_error_increase" in tolerance:
                 # its unit is not the project's: only a qat_limit given beside it applies
                 tolerance["qat_limit"] = marked.get("qat_limit")
             comparison = run(
                 reference, candidate, data=_data(request, state, data),
-                metric=metric if metric is not None else tolerance.get("metric"),
+                metric=tolerance.get("metric"), metrics=tolerance.get("metrics"),
+                slice_max_drop=tolerance.get("slice_max_drop"),
                 output=output if output is not None else tolerance.get("output"),
                 max_drop=tolerance.get("max_drop"), qat_limit=tolerance["qat_limit"],
                 max_error_increase=tolerance.get("max_error_increase"),
@@ -226,13 +276,20 @@ def quant_compare(request: pytest.FixtureRequest):
             failure = f"quantguard: {error}"
         if failure is not None:
             pytest.fail(failure, pytrace=False)  # outside the except: no chained traceback
-        _record(item, comparison)
-        if not comparison.passed:
-            if comparison.verdict == "inconclusive" and state.options["inconclusive"] == "warn":
-                warnings.warn(QuantGuardWarning(comparison.message), stacklevel=2)
-            else:
-                pytest.fail(comparison.message, pytrace=False)
-        return comparison
+        for each in comparison.all():
+            _record(item, each, overrides, state.options["junit"])
+        for each in comparison.all():  # after recording: under -W error the figures are kept
+            if each.details.get("suspicious_gain"):
+                warnings.warn(QuantGuardWarning(suspicious_gain_text(each)), stacklevel=2)
+        failing = [each for each in comparison.all() if not each.passed]
+        if not failing:
+            return comparison
+        if all(each.verdict == "inconclusive" for each in failing) \
+                and state.options["inconclusive"] == "warn":
+            for each in failing:
+                warnings.warn(QuantGuardWarning(each.message), stacklevel=2)
+            return comparison
+        pytest.fail("\n\n".join(each.message for each in failing), pytrace=False)
 
     return quant_compare
 
@@ -266,12 +323,56 @@ def _progress(config: pytest.Config, label: str):
     return report
 
 
-def _record(item: pytest.Item, comparison) -> None:
+def _record(item: pytest.Item, comparison, overrides: list[dict[str, Any]], junit: str) -> None:
     from pytest_quantguard.reports.junit import junit_properties
 
     record = comparison.to_dict()
+    record["overrides"] = overrides  # what this test's marker and call set (reports show them)
     item.stash.setdefault(RECORDS_KEY, []).append(record)
-    item.user_properties.extend(junit_properties(record))  # JUnit reads the item's list
+    if junit in ("testcase", "both"):
+        item.user_properties.extend(junit_properties(record))  # JUnit reads the item's list
+
+
+def _builtin(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _builtin(item) for key, item in value.items()}
+    return value
+
+
+def _policy_violations(tolerance: dict[str, Any], sources: dict[str, str], options: dict[str, Any],
+                       nodeid: str) -> list[dict[str, Any]]:
+    """Where the effective tolerance asks for more than the project's policy allows. The policy
+    binds every layer (command line and ini included), so no test can loosen it."""
+    found = []
+
+    def add(key: str, value: Any, limit: Any, rule: str) -> None:
+        source = sources.get(key, "project (ini or command line)")
+        found.append({"id": nodeid, "key": key, "value": _builtin(value), "limit": limit,
+                      "source": source,
+                      "message": f"{key}={value!r} (set by the {source}) {rule}"})
+
+    most = options["policy_max_drop"]
+    if most is not None:
+        if "max_error_increase" not in tolerance and tolerance.get("max_drop", 0) > most:
+            add("max_drop", tolerance["max_drop"], most,
+                f"exceeds quant_policy_max_drop = {most:g}")
+        for name, limit in (tolerance.get("metrics") or {}).items():
+            if limit is not None and limit > most:
+                add("metrics", {name: limit}, most, f"exceeds quant_policy_max_drop = {most:g}")
+        if (tolerance.get("slice_max_drop") or 0) > most:
+            add("slice_max_drop", tolerance["slice_max_drop"], most,
+                f"exceeds quant_policy_max_drop = {most:g}")
+    most_errors = options["policy_max_error_increase"]
+    if most_errors is not None and (tolerance.get("max_error_increase") or 0) > most_errors:
+        add("max_error_increase", tolerance["max_error_increase"], most_errors,
+            f"exceeds quant_policy_max_error_increase = {most_errors:g}")
+    least = options["policy_min_confidence"]
+    if least is not None and tolerance["confidence"] < least:
+        add("confidence", tolerance["confidence"], least,
+            f"is below quant_policy_min_confidence = {least:g}")
+    if not options["policy_allow_point_gate"] and tolerance["gate"] == "point":
+        add("gate", "point", "upper", "is not allowed: quant_policy_allow_point_gate = false")
+    return found
 
 
 def _check_name(names: list[str | None], name: str | None) -> None:
@@ -319,7 +420,7 @@ def _resolve_options(config: pytest.Config) -> dict[str, Any]:
     for option in settings.OPTIONS:
         value = config.getoption(option.ini)
         if value is not None:
-            if option.key == "data":
+            if option.key in settings.PATH_OPTIONS:
                 value = str(config.invocation_params.dir / value)
         else:
             raw = config.getini(option.ini)
@@ -331,8 +432,24 @@ def _resolve_options(config: pytest.Config) -> dict[str, Any]:
                     value = option.validate(raw.strip() if isinstance(raw, str) else raw)
                 except ValueError as error:
                     raise pytest.UsageError(f"quantguard: {where}: {error}") from None
-                if option.key == "data":
+                if option.key in settings.PATH_OPTIONS:
                     base = config.inipath.parent if config.inipath else config.rootpath
                     value = str(base / value)
         resolved[option.key] = value
+    for key in settings.INI_KEYS:
+        raw = config.getini(key.ini)
+        if raw in (None, "", []):
+            resolved[key.key] = key.default
+            continue
+        where = f"{key.ini} = {raw!r}" + (f" in {config.inipath}" if config.inipath else "")
+        try:
+            resolved[key.key] = key.validate(raw.strip() if isinstance(raw, str) else raw)
+        except ValueError as error:
+            raise pytest.UsageError(f"quantguard: {where}: {error}") from None
+    if resolved["plot"] is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise pytest.UsageError('quantguard: --quant-plot needs matplotlib: pip install '
+                                    '"pytest-quantguard[plot]"')
     return resolved

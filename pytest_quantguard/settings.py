@@ -87,6 +87,24 @@ def metric_name(value: Any) -> str | None:
     raise ValueError(f"must be a metric name (str), got {value!r}")
 
 
+def metric_table(value: Any) -> dict[str, float | None] | None:
+    """``metrics=``: metric name -> its max_drop (None: the max_drop in force)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError(f"must be a non-empty dict of metric name -> max_drop, e.g. "
+                         f"{{'accuracy': 0.01, 'macro_f1': 0.02}}; got {value!r}")
+    table = {}
+    for key, limit in value.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"metric names must be strings, got {key!r}")
+        try:
+            table[key] = None if limit is None else positive_float(limit)
+        except ValueError as error:
+            raise ValueError(f"{key!r}: {error}") from None
+    return table
+
+
 def _float(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"must be a number, got {value!r}")
@@ -148,8 +166,61 @@ OPTIONS: tuple[Option, ...] = (
            "execution provider, torch's cpu or cuda device", "{cpu,cuda}"),
     Option("cache", True, flag, "keep the reference model's outputs between runs, under pytest's "
            "cache directory (--quant-no-cache: off; a reference is still reused within a run)"),
+    Option("report", None, str, "write the JSON report (every comparison, the environment, the "
+           "settings and the policy) to PATH", "PATH"),
+    Option("markdown", None, str, "write the Markdown summary to PATH (it is also appended to "
+           "$GITHUB_STEP_SUMMARY when that variable is set)", "PATH"),
+    Option("plot", None, str, "write a forest plot (PNG) of every comparison's drop and interval "
+           "to PATH (needs the plot extra)", "PATH"),
 )
 OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
+PATH_OPTIONS = ("data", "report", "markdown", "plot")  # relative paths: see _resolve_options
+
+
+def optional_fraction(value: Any) -> float | None:
+    return None if value in (None, "") else open_fraction(value)
+
+
+def optional_positive(value: Any) -> float | None:
+    return None if value in (None, "") else positive_float(value)
+
+
+def count(value: Any) -> int:
+    number = _int(value)
+    if number < 0:
+        raise ValueError(f"must be a whole number >= 0, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class IniKey:
+    """A project-level setting with no command-line twin (the policy lives in the project's
+    config, where review sees it)."""
+
+    key: str
+    default: Any
+    validate: Callable[[Any], Any]
+    help: str
+
+    @property
+    def ini(self) -> str:
+        return "quant_" + self.key
+
+
+INI_KEYS: tuple[IniKey, ...] = (
+    IniKey("junit", "both", choice("testcase", "suite", "both", "off"), "which JUnit properties "
+           "quantguard writes: per testcase, per suite, both, or none"),
+    IniKey("policy_max_drop", None, optional_positive, "the largest max_drop (and metrics= limit, "
+           "slice_max_drop) any marker, call or option may set; a test asking for more fails"),
+    IniKey("policy_max_error_increase", None, optional_positive, "the largest max_error_increase "
+           "any marker, call or option may set"),
+    IniKey("policy_min_confidence", None, optional_fraction, "the lowest confidence any marker, "
+           "call or option may set"),
+    IniKey("policy_allow_point_gate", True, flag, "whether gate='point' (the point estimate "
+           "instead of the upper bound) is allowed"),
+    IniKey("require_comparisons", 0, count, "fail the session when fewer comparisons ran (a -k "
+           "typo or a skipped gate must not turn the run green)"),
+)
 
 # The marker's allowed keys and their validators (the one table; later issues add keys here).
 MARKER_KEYS: dict[str, Callable[[Any], Any]] = {
@@ -162,12 +233,18 @@ MARKER_KEYS: dict[str, Callable[[Any], Any]] = {
     "output": name_or_index,
     # 0/1 metrics: the candidate's error rate may grow by at most this fraction of the reference's
     "max_error_increase": lambda value: None if value is None else positive_float(value),
+    # several metrics on one run of each model: {name: max_drop or None}
+    "metrics": metric_table,
+    # every class and manifest slice must also ship under this limit (else they are reported only)
+    "slice_max_drop": lambda value: None if value is None else positive_float(value),
 }
 MARKER_SIGNATURE = ("quant_tolerance(max_drop=0.01, qat_limit=0.03, metric='accuracy', "
                     "relative=None, confidence=None, gate=None, output=None, "
-                    "max_error_increase=None)")
+                    "max_error_increase=None, metrics=None, slice_max_drop=None)")
 # Two ways to state the one ship limit: a nearer layer's limit replaces a farther layer's.
 LIMIT_KEYS = ("max_drop", "max_error_increase")
+# Two ways to say what is measured: one metric, or several with their limits.
+METRIC_KEYS = ("metric", "metrics")
 
 
 def merge_tolerance(*layers: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,9 +253,10 @@ def merge_tolerance(*layers: Mapping[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for layer in layers:
         given = {key: value for key, value in layer.items() if value is not None}
-        if any(key in given for key in LIMIT_KEYS):
-            for key in LIMIT_KEYS:
-                merged.pop(key, None)
+        for slot in (LIMIT_KEYS, METRIC_KEYS):
+            if any(key in given for key in slot):
+                for key in slot:
+                    merged.pop(key, None)
         merged.update(given)
     return merged
 
@@ -203,4 +281,6 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], *,
     if all(checked.get(key) is not None for key in LIMIT_KEYS):
         raise QuantGuardError(f"{where}: give max_drop or max_error_increase, not both (two ways to "
                               "state the same limit)")
+    if all(checked.get(key) is not None for key in METRIC_KEYS):
+        raise QuantGuardError(f"{where}: give metric= (one metric) or metrics= (several), not both")
     return checked

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tomllib
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +28,26 @@ from pytest_quantguard.data.source import (
 from pytest_quantguard.data.tables import load_csv
 from pytest_quantguard.data.validation_set import (
     DEFAULT_INPUT_NAME,
+    LANGUAGE_MODEL,
     TASKS,
     Part,
     ValidationSet,
     _check_labels,
     _resolve_task,
     check_groups,
+    check_label_header,
+    check_slices,
+    check_token_shapes,
 )
 from pytest_quantguard.errors import QuantGuardError
 
 __all__ = ["MANIFEST_NAME", "load_folder"]
 
 # Every manifest key of SPEC §3; anything else is an error naming the file.
-MANIFEST_KEYS = ("task", "inputs", "labels", "groups", "class_names", "output", "label_column",
-                 "preprocess")
+MANIFEST_KEYS = ("task", "inputs", "labels", "groups", "slices", "class_names", "output",
+                 "label_column", "pooling", "preprocess")
+# How label-free fidelity reduces per-token embeddings / hidden states to one vector per sample.
+POOLINGS = ("mean", "max", "first", "last")
 FORMATS = {"npz": ".npz shards", "npy": ".npy arrays", "csv": "CSV tables",
            "images": "image class folders"}
 NPZ_HOWTO = "np.savez(folder / 'shard_0.npz', inputs=x, labels=y)"
@@ -112,6 +119,13 @@ def _read_manifest(file: Path) -> dict[str, Any]:
     if "groups" in manifest and not isinstance(manifest["groups"], str):
         raise QuantGuardError(f"{file}: groups must be a name (string) of the array holding each "
                               'sample\'s group id, e.g. groups = "doc_id"')
+    if "slices" in manifest and not isinstance(manifest["slices"], str):
+        raise QuantGuardError(f"{file}: slices must be a name (string) of the array or column holding "
+                              'each sample\'s slice label, e.g. slices = "camera"')
+    if "pooling" in manifest and manifest["pooling"] not in POOLINGS:
+        raise QuantGuardError(f"{file}: pooling = {manifest['pooling']!r} is unknown; use one of "
+                              f"{', '.join(map(repr, POOLINGS))} (how per-token outputs are reduced to "
+                              "one vector per sample)")
     if "label_column" in manifest and not isinstance(manifest["label_column"], str):
         raise QuantGuardError(f'{file}: label_column must be a column name, e.g. label_column = "y"')
     return manifest
@@ -180,6 +194,15 @@ def _check_keys_fit(kind: str, manifest: dict[str, Any], file: Path) -> None:
         if kind == "images" and key in manifest:
             raise QuantGuardError(f"{file}: image folders take their labels from the class folders "
                                   f"and have no groups; remove {key}")
+    if kind == "images" and "slices" in manifest:
+        raise QuantGuardError(f"{file}: image folders have no per-sample arrays to hold slices; remove "
+                              "slices, or save the images as .npz shards with a slice array: "
+                              "np.savez(path, inputs=x, labels=y, camera=names)")
+    if manifest.get("task") == LANGUAGE_MODEL and kind in ("csv", "images"):
+        raise QuantGuardError(f'{file}: task = "{LANGUAGE_MODEL}" needs token arrays (input_ids, '
+                              f"attention_mask, per-token labels), which {FORMATS[kind]} cannot hold; "
+                              "save them as .npz shards or .npy arrays: np.savez(path, "
+                              "input_ids=ids, attention_mask=mask, labels=targets)")
 
 
 def _check_label_range(loaded: Loaded, class_names: list[str], file: Path) -> None:
@@ -200,25 +223,30 @@ def _load_npz(folder: Path, files: list[Path], manifest: dict[str, Any],
               digest: FileDigest) -> Loaded:
     input_names = list(manifest.get("inputs", [DEFAULT_INPUT_NAME]))
     label_name = manifest.get("labels", DEFAULT_LABEL_NAME)
-    group_name = manifest.get("groups")
-    shards = [_inspect_npz(file, input_names, label_name, "labels" in manifest, group_name)
+    group_name, slice_name = manifest.get("groups"), manifest.get("slices")
+    task = manifest.get("task")
+    shards = [_inspect_npz(file, input_names, label_name, "labels" in manifest, group_name,
+                           slice_name, task)
               for file in files]
     _check_consistent(shards)
     has_labels = shards[0]["has_labels"]
     parts = []
     for shard in shards:
-        file = shard["file"]
+        file, n = shard["file"], shard["n"]
         digest.add_file(file)
-        parts.append(Part(shard["n"], str(file),
-                          _loader(file, shard["n"], input_names,
-                                  label_name if has_labels else None),
-                          None if group_name is None else _group_loader(file, shard["n"], group_name)))
+        parts.append(Part(n, str(file),
+                          _loader(file, n, input_names, label_name if has_labels else None, task),
+                          None if group_name is None
+                          else _array_loader(file, n, group_name, check_groups),
+                          load_slices=None if slice_name is None
+                          else _array_loader(file, n, slice_name, check_slices)))
     return Loaded(parts=parts, input_names=input_names, has_labels=has_labels,
                   sample_shapes={name: shape for name, (shape, _) in shards[0]["inputs"].items()})
 
 
-def _inspect_npz(file: Path, input_names: list[str], label_name: str,
-                 labels_required: bool, group_name: str | None = None) -> dict[str, Any]:
+def _inspect_npz(file: Path, input_names: list[str], label_name: str, labels_required: bool,
+                 group_name: str | None = None, slice_name: str | None = None,
+                 task: str | None = None) -> dict[str, Any]:
     """Read the array headers only (no data, nothing unpickled) and check what the set needs."""
     headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
@@ -253,24 +281,38 @@ def _inspect_npz(file: Path, input_names: list[str], label_name: str,
                               f"{ {name: headers[name][0] for name in input_names} }")
     n = next(iter(lengths.values()))
     has_labels = label_name in headers
+    label_shape = None
     if has_labels:
-        shape = headers[label_name][0]
-        count = shape[0] if shape else 0
-        if count != n:
-            raise QuantGuardError(f"{file}: {count} labels for {n} input samples; save exactly one "
-                                  "label per input sample")
+        label_shape, label_dtype = headers[label_name]
+        check_label_header(label_shape, label_dtype, n, str(file), task)
+    # one label's shape: (seq_len,) for a language model's targets, else () ((n, 1) is squeezed)
+    label_sample_shape = None if label_shape is None else (
+        tuple(label_shape[1:]) if task == LANGUAGE_MODEL else ())
+    if task == LANGUAGE_MODEL:
+        check_token_shapes({name: headers[name][0] for name in input_names}, label_shape, str(file))
     if group_name is not None:
-        if group_name not in headers:
-            raise QuantGuardError(f"{file}: no group array {group_name!r} (named by groups = "
-                                  f"{group_name!r} in {MANIFEST_NAME}); it has "
-                                  f"{', '.join(map(repr, headers))}. Save one group id per sample "
-                                  f"(np.savez(path, inputs=x, labels=y, {group_name}=ids))")
-        shape = headers[group_name][0]
-        if len(shape) != 1 or shape[0] != n:
-            raise QuantGuardError(f"{file}: group array {group_name!r} has shape {list(shape)}; it "
-                                  f"needs one id per sample ({n})")
-    return {"file": file, "n": n, "has_labels": has_labels,
+        _check_per_sample_header(file, headers, group_name, n, "groups", "group", "id")
+    slice_kind = None
+    if slice_name is not None:
+        _check_per_sample_header(file, headers, slice_name, n, "slices", "slice", "label")
+        slice_kind = "text" if headers[slice_name][1].kind in "SUT" else "number"
+    return {"file": file, "n": n, "has_labels": has_labels, "label_shape": label_sample_shape,
+            "slice_kind": slice_kind,
             "inputs": {name: (headers[name][0][1:], headers[name][1]) for name in input_names}}
+
+
+def _check_per_sample_header(file: Path, headers: dict[str, tuple[tuple[int, ...], np.dtype]],
+                             name: str, n: int, key: str, noun: str, item: str) -> None:
+    """The array a manifest key (groups, slices) names exists and holds one value per sample."""
+    if name not in headers:
+        raise QuantGuardError(f"{file}: no {noun} array {name!r} (named by {key} = {name!r} in "
+                              f"{MANIFEST_NAME}); it has {', '.join(map(repr, headers))}. Save one "
+                              f"{noun} {item} per sample (np.savez(path, inputs=x, labels=y, "
+                              f"{name}={item}s))")
+    shape = headers[name][0]
+    if len(shape) != 1 or shape[0] != n:
+        raise QuantGuardError(f"{file}: {noun} array {name!r} has shape {list(shape)}; it needs one "
+                              f"{item} per sample ({n})")
 
 
 def _check_consistent(shards: list[dict[str, Any]]) -> None:
@@ -286,9 +328,17 @@ def _check_consistent(shards: list[dict[str, Any]]) -> None:
                     f"{shard['file']}: array {name!r} has samples of shape {shape} ({dtype}) but "
                     f"{first['file'].name} has {first['inputs'][name][0]} "
                     f"({first['inputs'][name][1]}); every shard needs the same sample shape and dtype")
+        if shard["label_shape"] != first["label_shape"]:
+            raise QuantGuardError(f"{shard['file']}: labels of shape {shard['label_shape']} per sample "
+                                  f"but {first['file'].name} has {first['label_shape']}; every shard "
+                                  "needs the same label shape (one seq_len for token targets)")
+        if shard["slice_kind"] != first["slice_kind"]:
+            raise QuantGuardError(f"{shard['file']}: its slice labels are {shard['slice_kind']} but "
+                                  f"{first['file'].name}'s are {first['slice_kind']}; save them the "
+                                  "same way in every shard (strings, or integers)")
 
 
-def _loader(file: Path, n: int, input_names: list[str], label_name: str | None):
+def _loader(file: Path, n: int, input_names: list[str], label_name: str | None, task: str | None):
     def load(with_inputs: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """Read the shard's arrays (only its labels when ``with_inputs`` is False)."""
         try:
@@ -299,20 +349,21 @@ def _loader(file: Path, n: int, input_names: list[str], label_name: str | None):
             raise QuantGuardError(f"{file}: could not be read ({error}); re-save it with "
                                   f"{NPZ_HOWTO}") from None
         if labels is not None:
-            labels = _check_labels(labels, n, str(file))
+            labels = _check_labels(labels, n, str(file), task)
         return inputs, labels
 
     return load
 
 
-def _group_loader(file: Path, n: int, group_name: str):
-    def load_groups() -> np.ndarray:
+def _array_loader(file: Path, n: int, name: str, check: Callable[[np.ndarray, int, str], np.ndarray]):
+    """Load one per-sample array of the shard (groups, slices) and check it."""
+    def load_array() -> np.ndarray:
         try:
             with np.load(file, allow_pickle=False) as archive:
-                groups = archive[group_name]
+                values = archive[name]
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
             raise QuantGuardError(f"{file}: could not be read ({error}); re-save it with "
                                   f"{NPZ_HOWTO}") from None
-        return check_groups(groups, n, f"{file} [{group_name}]")
+        return check(values, n, f"{file} [{name}]")
 
-    return load_groups
+    return load_array

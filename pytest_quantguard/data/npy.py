@@ -1,4 +1,4 @@
-"""``inputs.npy`` + ``labels.npy`` (+ a groups array): memory-mapped, read one window at a time.
+"""``inputs.npy`` + ``labels.npy`` (+ groups, slices arrays): memory-mapped, read one window at a time.
 
 A long-lived map keeps every page it ever touched resident: streaming a 1 GB ``inputs.npy``
 through one map was measured at ~981 MB RSS. The inputs are therefore re-mapped every
@@ -22,7 +22,16 @@ from pytest_quantguard.data.source import (
     Loaded,
     listing,
 )
-from pytest_quantguard.data.validation_set import DEFAULT_INPUT_NAME, Part, _check_labels, check_groups
+from pytest_quantguard.data.validation_set import (
+    DEFAULT_INPUT_NAME,
+    LANGUAGE_MODEL,
+    Part,
+    _check_labels,
+    check_groups,
+    check_label_header,
+    check_slices,
+    check_token_shapes,
+)
 from pytest_quantguard.errors import QuantGuardError
 
 # Bytes of input rows mapped at once: large enough that re-opening costs nothing (~0.3 ms per
@@ -80,7 +89,7 @@ class NpyArray:
                                   f"removed after loading? Re-save it with {NPY_HOWTO}") from None
 
     def read(self) -> np.ndarray:
-        """The whole array in memory (labels, groups: one value per sample)."""
+        """The whole array in memory (labels, groups, slices: small, one row per sample)."""
         return np.array(self.open())
 
     def rows(self, batch_size: int) -> Iterator[np.ndarray]:
@@ -106,16 +115,22 @@ def load_npy(folder: Path, manifest: dict[str, Any], digest: FileDigest) -> Load
     if "labels" in manifest:
         _named_file(folder, label_name, "labels", manifest, present)
     labels = NpyArray(labels_file, "labels") if labels_file.is_file() else None
-    group_name = manifest.get("groups")
+    group_name, slice_name = manifest.get("groups"), manifest.get("slices")
     groups = (None if group_name is None
               else NpyArray(_named_file(folder, group_name, "groups", manifest, present), "groups"))
-    n = _check_lengths(inputs, labels, groups)
-    for array in [*inputs.values(), *(a for a in (labels, groups) if a is not None)]:
-        digest.add_file(array.file)
+    slices = (None if slice_name is None
+              else NpyArray(_named_file(folder, slice_name, "slices", manifest, present), "slices"))
+    task = manifest.get("task")
+    n = _check_lengths(inputs, labels, groups, slices, task)
+    # each file once, in load order (the slices may be, say, the groups array)
+    read = [*inputs.values(), *(a for a in (labels, groups, slices) if a is not None)]
+    for file in dict.fromkeys(array.file for array in read):
+        digest.add_file(file)
 
     def load(with_inputs: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         arrays = {name: array.open() for name, array in inputs.items()} if with_inputs else {}
-        return arrays, None if labels is None else _check_labels(labels.read(), n, str(labels.file))
+        return arrays, None if labels is None else _check_labels(labels.read(), n, str(labels.file),
+                                                                 task)
 
     def stream(batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         readers = {name: array.rows(batch_size) for name, array in inputs.items()}
@@ -126,8 +141,13 @@ def load_npy(folder: Path, manifest: dict[str, Any], digest: FileDigest) -> Load
         assert groups is not None
         return check_groups(groups.read(), n, f"{groups.file} [{group_name}]")
 
+    def load_slices() -> np.ndarray:
+        assert slices is not None
+        return check_slices(slices.read(), n, f"{slices.file} [{slice_name}]")
+
     part = Part(n, str(inputs[input_names[0]].file), load,
-                None if groups is None else load_groups, stream)
+                None if groups is None else load_groups, stream,
+                load_slices=None if slices is None else load_slices)
     return Loaded(parts=[part], input_names=input_names, has_labels=labels is not None,
                   sample_shapes={name: array.shape[1:] for name, array in inputs.items()},
                   label_origins=None if labels is None else [str(labels.file)])
@@ -147,21 +167,23 @@ def _named_file(folder: Path, name: str, key: str, manifest: dict[str, Any],
                           'inputs = ["..."]')
 
 
-def _check_lengths(inputs: dict[str, NpyArray], labels: NpyArray | None,
-                   groups: NpyArray | None) -> int:
+def _check_lengths(inputs: dict[str, NpyArray], labels: NpyArray | None, groups: NpyArray | None,
+                   slices: NpyArray | None = None, task: str | None = None) -> int:
     lengths = {array.file.name: array.n for array in inputs.values()}
     if len(set(lengths.values())) != 1:
         raise QuantGuardError(f"{next(iter(inputs.values())).file.parent}: the input arrays have "
                               f"different numbers of samples {lengths}; every input needs one row "
                               "per sample")
     n = next(iter(lengths.values()))
-    if labels is not None and labels.n != n:
-        raise QuantGuardError(f"{labels.file}: {labels.n} labels for {n} input samples; save exactly "
-                              "one label per input sample")
-    if labels is not None and labels.shape[1:] not in ((), (1,)):
-        raise QuantGuardError(f"{labels.file}: labels must be 1-D (one per sample), got shape "
-                              f"{list(labels.shape)}")
+    if labels is not None:
+        check_label_header(labels.shape, labels.dtype, n, str(labels.file), task)
+    if task == LANGUAGE_MODEL and "input_ids" in inputs:
+        check_token_shapes({name: array.shape for name, array in inputs.items()},
+                           None if labels is None else labels.shape, str(inputs["input_ids"].file))
     if groups is not None and (len(groups.shape) != 1 or groups.n != n):
         raise QuantGuardError(f"{groups.file}: group array has shape {list(groups.shape)}; it needs "
                               f"one id per sample ({n})")
+    if slices is not None and (len(slices.shape) != 1 or slices.n != n):
+        raise QuantGuardError(f"{slices.file}: slice array has shape {list(slices.shape)}; it needs "
+                              f"one label per sample ({n})")
     return n

@@ -1,14 +1,15 @@
 """CSV tables: a header row, one sample per row; several files are shards in natural order.
 
 The feature columns become one float32 input ``inputs`` (samples × columns); ``label_column``
-(default ``label``) gives the labels and ``groups`` may name a group-id column. Read with the
-``csv`` module and numpy only.
+(default ``label``) gives the labels, ``groups`` may name a group-id column and ``slices`` a
+slice-label column (both read as text). Read with the ``csv`` module and numpy only.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pytest_quantguard.data.source import MANIFEST_NAME, FileDigest, Loaded
-from pytest_quantguard.data.validation_set import DEFAULT_INPUT_NAME, Part, check_groups
+from pytest_quantguard.data.validation_set import DEFAULT_INPUT_NAME, Part, check_groups, check_slices
 from pytest_quantguard.errors import QuantGuardError
 
 DEFAULT_LABEL_COLUMN = "label"
@@ -30,6 +31,7 @@ class Columns:
     features: tuple[str, ...]
     label: str | None
     group: str | None
+    slices: str | None
     first_file: str
     class_names: tuple[str, ...] | None
 
@@ -58,9 +60,12 @@ def load_csv(folder: Path, files: list[Path], manifest: dict[str, Any], digest: 
         table = parse_table(file, data)
         if columns is None:
             columns = choose_columns(table, manifest)
-        _arrays(table, columns, with_inputs=True, with_groups=True)
+        _arrays(table, columns, with_inputs=True)
         parts.append(Part(len(table.rows), str(file), _loader(file, columns),
-                          None if columns.group is None else _group_loader(file, columns)))
+                          None if columns.group is None
+                          else _column_loader(file, columns, columns.group, check_groups),
+                          load_slices=None if columns.slices is None
+                          else _column_loader(file, columns, columns.slices, check_slices)))
     assert columns is not None
     return Loaded(parts=parts, input_names=[DEFAULT_INPUT_NAME], has_labels=columns.label is not None,
                   sample_shapes={DEFAULT_INPUT_NAME: (len(columns.features),)})
@@ -114,22 +119,24 @@ def choose_columns(table: Table, manifest: dict[str, Any]) -> Columns:
                                   'label_column = "...", or set task = "fidelity" there for a '
                                   "table without labels")
         label = None
-    group = manifest.get("groups")
-    if group is not None and group not in header:
-        raise QuantGuardError(f"{file}: no column {group!r} (named by groups in {MANIFEST_NAME}); "
-                              f"the columns are {_names(header)}")
+    group, slices = manifest.get("groups"), manifest.get("slices")
+    for key, name in (("groups", group), ("slices", slices)):
+        if name is not None and name not in header:
+            raise QuantGuardError(f"{file}: no column {name!r} (named by {key} in {MANIFEST_NAME}); "
+                                  f"the columns are {_names(header)}")
     if "inputs" in manifest:
         features = tuple(manifest["inputs"])
         missing = [name for name in features if name not in header]
         if missing:
             raise QuantGuardError(f"{file}: no column(s) {_names(missing)} (named by inputs in "
                                   f"{MANIFEST_NAME}); the columns are {_names(header)}")
-        clash = [name for name in features if name in (label, group)]
+        clash = [name for name in features if name in (label, group, slices)]
         if clash:
-            raise QuantGuardError(f"{file}: column {clash[0]!r} is listed in inputs but is the label "
-                                  f"or group column; remove it from inputs in {MANIFEST_NAME}")
+            raise QuantGuardError(f"{file}: column {clash[0]!r} is listed in inputs but is the label, "
+                                  f"group or slice column; remove it from inputs in {MANIFEST_NAME}")
     else:
-        others = [(index, name) for index, name in enumerate(header) if name not in (label, group)]
+        others = [(index, name) for index, name in enumerate(header)
+                  if name not in (label, group, slices)]
         unnamed = [index + 1 for index, name in others if not name]
         if unnamed:
             raise QuantGuardError(f"{file}: column {unnamed[0]} has no name (a saved DataFrame "
@@ -142,27 +149,33 @@ def choose_columns(table: Table, manifest: dict[str, Any]) -> Columns:
             raise QuantGuardError(f"{file}: no numeric feature columns besides the label; the "
                                   f"columns are {_names(header)}")
     class_names = manifest.get("class_names")
-    return Columns(header, features, label, group, table.file.name,
+    return Columns(header, features, label, group, slices, table.file.name,
                    None if class_names is None else tuple(class_names))
 
 
-def _arrays(table: Table, columns: Columns, *, with_inputs: bool, with_groups: bool
-            ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """(features float32, labels, groups) of one table, every cell checked."""
-    if table.header != columns.header:
-        raise QuantGuardError(f"{table.file}: its columns ({_names(table.header)}) differ from "
-                              f"{columns.first_file}'s ({_names(columns.header)}); give every CSV "
-                              "shard the same header")
+def _arrays(table: Table, columns: Columns, *, with_inputs: bool
+            ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(features float32, labels) of one table, every cell checked."""
+    _check_header(table, columns)
     features = None
     if with_inputs:
         values = [_numbers(table, name) for name in columns.features]
         features = (np.stack(values, axis=1) if table.rows
                     else np.zeros((0, len(values)))).astype(np.float32)
     labels = None if columns.label is None else _labels(table, columns.label, columns.class_names)
-    groups = None
-    if with_groups and columns.group is not None:
-        groups = np.array([cell.strip() for cell in table.cells(columns.group)], dtype=str)
-    return features, labels, groups
+    return features, labels
+
+
+def _check_header(table: Table, columns: Columns) -> None:
+    if table.header != columns.header:
+        raise QuantGuardError(f"{table.file}: its columns ({_names(table.header)}) differ from "
+                              f"{columns.first_file}'s ({_names(columns.header)}); give every CSV "
+                              "shard the same header")
+
+
+def _text_column(table: Table, column: str) -> np.ndarray:
+    """A column's cells as stripped strings (group ids, slice labels)."""
+    return np.array([cell.strip() for cell in table.cells(column)], dtype=str)
 
 
 def _numbers(table: Table, column: str) -> np.ndarray:
@@ -210,21 +223,21 @@ def _labels(table: Table, column: str, class_names: tuple[str, ...] | None) -> n
 def _loader(file: Path, columns: Columns):
     def load(with_inputs: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """Re-read the table (only the label column is converted when ``with_inputs`` is False)."""
-        features, labels, _ = _arrays(parse_table(file, _read(file)), columns,
-                                      with_inputs=with_inputs, with_groups=False)
+        features, labels = _arrays(parse_table(file, _read(file)), columns, with_inputs=with_inputs)
         return ({DEFAULT_INPUT_NAME: features} if features is not None else {}), labels
 
     return load
 
 
-def _group_loader(file: Path, columns: Columns):
-    def load_groups() -> np.ndarray:
+def _column_loader(file: Path, columns: Columns, column: str,
+                   check: Callable[[np.ndarray, int, str], np.ndarray]):
+    """Re-read one per-sample text column (groups, slices) and check it."""
+    def load_column() -> np.ndarray:
         table = parse_table(file, _read(file))
-        _, _, groups = _arrays(table, columns, with_inputs=False, with_groups=True)
-        assert groups is not None
-        return check_groups(groups, len(table.rows), f"{file} [{columns.group}]")
+        _check_header(table, columns)
+        return check(_text_column(table, column), len(table.rows), f"{file} [{column}]")
 
-    return load_groups
+    return load_column
 
 
 def _read(file: Path) -> bytes:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from pytest_quantguard.data.preprocess import Preprocess
 
 TASKS = ("classification", "regression", "language-model", "fidelity")
+LANGUAGE_MODEL = "language-model"
+# The label of a token position the loss ignores (PyTorch's and Hugging Face's ignore_index).
+IGNORE_INDEX = -100
 DEFAULT_INPUT_NAME = "inputs"
 # Samples per batch when the set is scanned for itself (duplicate rows), not for a model.
 SCAN_BATCH_SIZE = 1024
@@ -25,7 +28,11 @@ SCAN_BATCH_SIZE = 1024
 
 @dataclass(frozen=True)
 class Batch:
-    """One slice of the set: named inputs, labels (or None), global sample ids, and where it came from."""
+    """One slice of the set: named inputs, labels (or None), global sample ids, and where it came from.
+
+    Labels are one per sample, or for a language model one target token id per position
+    (samples × seq_len, ``IGNORE_INDEX`` where ignored).
+    """
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None
@@ -49,6 +56,8 @@ class Part:
     # stream(batch_size) -> the inputs of consecutive batches, each read on its own (memory-mapped
     # arrays, images); None: batches are sliced from load(True)
     stream: Callable[[int], Iterator[dict[str, np.ndarray]]] | None = None
+    # load_slices() -> the slice label of each sample (None: the set has no slices)
+    load_slices: Callable[[], np.ndarray] | None = None
 
 
 class ValidationSet:
@@ -57,26 +66,33 @@ class ValidationSet:
     Build one from arrays (``ValidationSet(inputs, labels)``) or from a folder
     (``ValidationSet.from_folder(path)``, see SPEC §3: .npz shards, memory-mapped .npy arrays, CSV
     tables, image class folders). Folder sets load part by part; ``batches()`` applies the
-    manifest's ``[preprocess]``; ``duplicate_count()`` says how many samples repeat.
+    manifest's ``[preprocess]``; ``duplicate_count()`` says how many samples repeat. ``groups``
+    (cluster ids) and ``slices`` (a label such as "camera=night" per sample) are optional.
     """
 
     def __init__(self, inputs: np.ndarray | Mapping[str, np.ndarray], labels: np.ndarray | None = None,
-                 groups: np.ndarray | None = None, task: str | None = None):
+                 groups: np.ndarray | None = None, task: str | None = None, *,
+                 slices: np.ndarray | Sequence[str | int] | None = None):
         named = _named_inputs(inputs, "ValidationSet(inputs=...)")
         n = _common_length(named, "ValidationSet(inputs=...)")
+        task = _resolve_task(task, labels is not None, "ValidationSet(task=...)")
         if labels is not None:
-            labels = _check_labels(np.asarray(labels), n, "ValidationSet(labels=...)")
+            labels = _check_labels(np.asarray(labels), n, "ValidationSet(labels=...)", task)
+        if task == LANGUAGE_MODEL:
+            check_token_shapes({name: array.shape for name, array in named.items()},
+                               None if labels is None else labels.shape, "ValidationSet(...)")
         if groups is not None:
             groups = check_groups(np.asarray(groups), n, "ValidationSet(groups=...)")
-        arrays = dict(named)
-        if labels is not None:
-            arrays["labels"] = labels
-        if groups is not None:
-            arrays["groups"] = groups
+        if slices is not None:
+            slices = check_slices(np.asarray(slices), n, "ValidationSet(slices=...)")
+        arrays = list(named.items())
+        for name, array in (("labels", labels), ("groups", groups), ("slices", slices)):
+            if array is not None:
+                arrays.append((name, array))
         self._init(parts=[Part(n, "in-memory arrays", lambda _inputs=True: (named, labels),
-                               None if groups is None else (lambda: groups))],
-                   input_names=list(named), has_labels=labels is not None,
-                   task=_resolve_task(task, labels is not None, "ValidationSet(task=...)"),
+                               None if groups is None else (lambda: groups),
+                               load_slices=None if slices is None else (lambda: slices))],
+                   input_names=list(named), has_labels=labels is not None, task=task,
                    digest=_arrays_digest(arrays), path=None, manifest={})
 
     @classmethod
@@ -111,6 +127,9 @@ class ValidationSet:
         self._duplicates: int | None = None
         groups = self.groups
         self.n_groups: int | None = None if groups is None else len(np.unique(groups))
+        # read (and so checked) now: a bad slice array fails the load, not a later report
+        slices = self.slices
+        self.n_slices: int | None = None if slices is None else len(np.unique(slices))
 
     @classmethod
     def from_folder(cls, path: str | os.PathLike[str]) -> ValidationSet:
@@ -198,6 +217,14 @@ class ValidationSet:
             return None
         return np.concatenate([part.load_groups() for part in self._parts])
 
+    @property
+    def slices(self) -> np.ndarray | None:
+        """The slice label of every sample (strings or integers, e.g. "camera=night"), or None:
+        the subsets results can be broken down by."""
+        if self._parts[0].load_slices is None:
+            return None
+        return np.concatenate([part.load_slices() for part in self._parts])
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> ValidationSet:
         """An in-memory set of the given samples (for pilots and examples; loads what it needs)."""
         indices = np.asarray(indices, dtype=np.int64)
@@ -215,10 +242,13 @@ class ValidationSet:
             full_inputs: np.ndarray | dict[str, np.ndarray] = full[DEFAULT_INPUT_NAME]
         else:
             full_inputs = full
-        groups = self.groups
+        groups, slices = self.groups, self.slices
         subset = ValidationSet(full_inputs, np.concatenate(labels)[indices] if labels else None,
-                               groups=None if groups is None else groups[indices], task=self.task)
+                               groups=None if groups is None else groups[indices], task=self.task,
+                               slices=None if slices is None else slices[indices])
         subset.class_names = self.class_names
+        # the manifest still describes these samples (output, pooling, class_names)
+        subset.manifest = dict(self.manifest)
         return subset
 
 
@@ -266,17 +296,67 @@ def _common_length(named: Mapping[str, np.ndarray], where: str) -> int:
     return next(iter(lengths.values()))
 
 
-def _check_labels(labels: np.ndarray, n: int, where: str) -> np.ndarray:
+def _check_labels(labels: np.ndarray, n: int, where: str, task: str | None = None) -> np.ndarray:
+    """Labels for ``n`` samples: 1-D (an (n, 1) column is squeezed), or for a language model
+    integer token ids of shape (n, seq_len) with ``IGNORE_INDEX`` where ignored."""
     if labels.dtype.hasobject:
         raise QuantGuardError(f"{where}: an object array; give numeric labels (integers for classes)")
-    if labels.ndim == 2 and labels.shape[1] == 1:
+    check_label_header(labels.shape, labels.dtype, n, where, task, fix="give")
+    if task == LANGUAGE_MODEL:
+        bad = (labels < 0) & (labels != IGNORE_INDEX)
+        if bad.any():
+            raise QuantGuardError(f"{where}: label {labels[bad][0].item()} is not a token id; "
+                                  f"language-model labels are token ids >= 0, or {IGNORE_INDEX} "
+                                  "where a position is ignored")
+    elif labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
-    if labels.ndim != 1:
-        raise QuantGuardError(f"{where}: labels must be 1-D (one per sample), got shape {labels.shape}")
-    if len(labels) != n:
-        raise QuantGuardError(f"{where}: {len(labels)} labels for {n} input samples; "
-                              "give exactly one label per input sample")
     return labels
+
+
+def check_label_header(shape: tuple[int, ...], dtype: np.dtype, n: int, where: str,
+                       task: str | None, fix: str = "save") -> None:
+    """What the labels' shape and dtype alone tell (a .npy header is enough): one row per sample,
+    1-D (or (n, 1)), or (n, seq_len) integers for a language model."""
+    if task == LANGUAGE_MODEL:
+        if len(shape) != 2:
+            raise QuantGuardError(f"{where}: language-model labels are per-token targets of shape "
+                                  f"(samples, seq_len), got shape {list(shape)}; {fix} one target "
+                                  f"token id per input position ({IGNORE_INDEX} where ignored)")
+        if not np.issubdtype(dtype, np.integer):
+            raise QuantGuardError(f"{where}: language-model labels must be integer token ids, got "
+                                  f"{dtype}; {fix} them as int64 ({IGNORE_INDEX} where ignored)")
+    elif task == "regression" and len(shape) == 2:
+        pass  # k targets per sample (multi-output regression)
+    elif len(shape) != 1 and tuple(shape[1:]) != (1,):
+        hint = (f' (per-token targets of a language model? set task = "{LANGUAGE_MODEL}"; k '
+                'regression targets per sample? set task = "regression")'
+                if len(shape) == 2 else "")
+        raise QuantGuardError(f"{where}: labels must be 1-D (one per sample), got shape "
+                              f"{list(shape)}{hint}")
+    count = shape[0] if shape else 0
+    if count != n:
+        raise QuantGuardError(f"{where}: {count} labels for {n} input samples; {fix} exactly one "
+                              "label per input sample")
+
+
+def check_token_shapes(input_shapes: Mapping[str, tuple[int, ...]], label_shape: tuple[int, ...] | None,
+                       where: str) -> None:
+    """Language-model arrays line up: ``input_ids`` is (samples, seq_len), and ``attention_mask``
+    and the per-token labels have its shape. Sets without ``input_ids`` are not checked."""
+    ids = input_shapes.get("input_ids")
+    if ids is None:
+        return
+    if len(ids) != 2:
+        raise QuantGuardError(f"{where}: input_ids has shape {list(ids)}; language-model inputs are "
+                              "token ids of shape (samples, seq_len)")
+    mask = input_shapes.get("attention_mask")
+    if mask is not None and tuple(mask) != tuple(ids):
+        raise QuantGuardError(f"{where}: attention_mask has shape {list(mask)} but input_ids has "
+                              f"{list(ids)}; give one mask value per token")
+    if label_shape is not None and tuple(label_shape) != tuple(ids):
+        raise QuantGuardError(f"{where}: labels have shape {list(label_shape)} but input_ids has "
+                              f"{list(ids)}; language-model labels are one target token id per input "
+                              f"position ({IGNORE_INDEX} where ignored)")
 
 
 def check_groups(groups: np.ndarray, n: int, where: str) -> np.ndarray:
@@ -291,6 +371,33 @@ def check_groups(groups: np.ndarray, n: int, where: str) -> np.ndarray:
     return groups
 
 
+def check_slices(slices: np.ndarray, n: int, where: str) -> np.ndarray:
+    """Slice labels: one per sample, strings or integers (bytes are decoded as UTF-8 to str; never
+    objects, never NaN)."""
+    if slices.dtype.hasobject:
+        raise QuantGuardError(f"{where}: an object array; give slice labels as strings or integers "
+                              "(e.g. np.asarray(slices, dtype=str))")
+    if slices.ndim != 1 or len(slices) != n:
+        raise QuantGuardError(f"{where}: slices must be 1-D with one label per sample ({n}), got shape "
+                              f"{list(slices.shape)}")
+    kind = slices.dtype.kind
+    if kind == "S":
+        try:
+            return np.char.decode(slices, "utf-8")
+        except UnicodeDecodeError:
+            raise QuantGuardError(f"{where}: slice labels are bytes that are not UTF-8 text; save "
+                                  "them as str (e.g. np.asarray(slices, dtype=str))") from None
+    if kind == "T":  # numpy's variable-width StringDType
+        return slices.astype(str)
+    if kind == "f" and not np.isfinite(slices).all():
+        raise QuantGuardError(f"{where}: NaN or Inf among the slice labels; give every sample its "
+                              'slice (e.g. "unknown")')
+    if kind not in "biufU":
+        raise QuantGuardError(f"{where}: slice labels of dtype {slices.dtype}; give strings (e.g. "
+                              '"camera=night") or integers')
+    return slices
+
+
 def _resolve_task(task: str | None, has_labels: bool, where: str) -> str:
     if task is None:
         return "classification" if has_labels else "fidelity"
@@ -299,10 +406,10 @@ def _resolve_task(task: str | None, has_labels: bool, where: str) -> str:
     return task
 
 
-def _arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
-    """sha256 over each array's name, dtype, shape and bytes (SPEC §3, in-memory data)."""
+def _arrays_digest(arrays: Sequence[tuple[str, np.ndarray]]) -> str:
+    """sha256 over each array's name, dtype, shape and bytes (SPEC §3, in-memory data), in order."""
     digest = hashlib.sha256()
-    for name, array in arrays.items():
+    for name, array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
         digest.update(array.reshape(-1).view(np.uint8))

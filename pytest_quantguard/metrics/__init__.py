@@ -1,38 +1,85 @@
 """Metrics: what one sample's score is, which direction is worse, and how its interval is made.
 
-A metric reduces each batch of one model's prediction output at once to a small per-sample record
-(``reduce``), so the pipe never holds all outputs; ``finalize`` turns the records of the whole set
-into per-sample scores (needed where a decision depends on the whole set, e.g. the threshold of a
-one-column score); ``aggregate`` gives the model's score.
+The registry maps SPEC §2's canonical names (and user metrics from ``register_metric`` or the
+``pytest_quantguard_register_metrics`` hook) to ``Metric`` objects. A metric declares its
+direction, kind, interval method, default ``relative`` and the margins it offers; its family's
+``Scores`` (``metrics.scores``) computes the scores, the drop and the interval. New families
+(e.g. detection mAP) add a ``Metric`` subclass and a ``Scores`` class: nothing here changes.
 """
 
 from __future__ import annotations
 
-from pytest_quantguard.errors import QuantGuardError
-from pytest_quantguard.metrics.base import Metric
-from pytest_quantguard.metrics.classification import ACCURACY
+import re
+from collections.abc import Callable
+from typing import Any
 
-# name -> metric; aliases point at the same object. Later issues add entries, never rewrite.
-_REGISTRY: dict[str, Metric] = {"accuracy": ACCURACY, "top1": ACCURACY}
-# What SPEC §2 names but this version does not compute yet: named in the error, never ignored.
-PLANNED = ("top_k", "top5", "macro_f1", "per_class_accuracy", "mae", "rmse", "r2", "perplexity",
-           "agreement", "cosine", "rel_error")
+from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.metrics.base import Context, Evaluation, Metric, Scores
+from pytest_quantguard.metrics.classification import ACCURACY, MACRO_F1, PER_CLASS_ACCURACY, top_k
+from pytest_quantguard.metrics.custom import make_metric
+from pytest_quantguard.metrics.fidelity import AGREEMENT, COSINE, REL_ERROR
+from pytest_quantguard.metrics.language import PERPLEXITY
+from pytest_quantguard.metrics.regression import MAE, R2, RMSE
+
+BUILT_IN: dict[str, Metric] = {
+    "accuracy": ACCURACY, "top1": ACCURACY, "top_k": top_k(None, "top_k"), "macro_f1": MACRO_F1,
+    "per_class_accuracy": PER_CLASS_ACCURACY, "mae": MAE, "rmse": RMSE, "r2": R2,
+    "perplexity": PERPLEXITY, "agreement": AGREEMENT, "cosine": COSINE, "rel_error": REL_ERROR,
+}
+_CUSTOM: dict[str, Metric] = {}
 TASK_DEFAULTS = {"classification": "accuracy", "regression": "rmse", "fidelity": "agreement",
                  "language-model": "perplexity"}
+LATER = ("map50", "map50_95")  # SPEC §2 (later): detection
+_TOP_K = re.compile(r"top([1-9][0-9]*)")
 
 
-def get_metric(name: str | None, task: str) -> Metric:
-    """The metric called ``name``, or the task's default when ``name`` is None."""
+def register_metric(name: str, *, per_sample: Callable | None = None,
+                    corpus: Callable | None = None, higher_is_better: bool = True,
+                    kind: str | None = None, relative: bool = False, needs_labels: bool = True,
+                    task: str = "classification") -> Metric:
+    """Make a metric usable by name (``metric="name"`` in the marker, ``compare()``, ``metrics=``).
+
+    ``per_sample(output_batch, labels_batch) -> values``: one value per sample, the model's score
+    is their mean; ``kind="binary"`` for 0/1 values (1 = right; the 0/1 interval), else
+    ``"continuous"`` (BCa). ``corpus(outputs, labels) -> float``: one value for the whole set
+    (macro averages, ranking metrics); its interval is a paired percentile bootstrap that calls
+    it twice per resample. ``relative``: the default margin. Registering a name again replaces
+    the earlier custom metric; built-in names cannot be replaced.
+    """
+    if name in BUILT_IN or _TOP_K.fullmatch(str(name)):
+        raise QuantGuardError(f"register_metric: {name!r} is a built-in metric; choose another name")
+    metric = make_metric(name, per_sample=per_sample, corpus=corpus,
+                         higher_is_better=higher_is_better, kind=kind, relative=relative,
+                         needs_labels=needs_labels, task=task)
+    _CUSTOM[name] = metric
+    return metric
+
+
+def available() -> list[str]:
+    return sorted({*BUILT_IN, *_CUSTOM, "top{k}"})
+
+
+def get_metric(name: str | None, task: str, options: dict[str, Any] | None = None) -> Metric:
+    """The metric called ``name`` (the task's default when None), configured with ``options``."""
     if name is None:
         name = TASK_DEFAULTS[task]
     if not isinstance(name, str):
         raise QuantGuardError(f"metric must be a metric name (a string), got {name!r}")
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    if name in PLANNED or (name.startswith("top") and name[3:].isdigit()):
-        raise QuantGuardError(f"metric {name!r} is part of the contract but not implemented in this "
-                              f"version yet; available: {', '.join(sorted(_REGISTRY))}")
-    raise QuantGuardError(f"unknown metric {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    match = _TOP_K.fullmatch(name)
+    if name in BUILT_IN:
+        metric = BUILT_IN[name]
+    elif name in _CUSTOM:
+        metric = _CUSTOM[name]
+    elif match:
+        metric = top_k(int(match.group(1)))
+    elif name in LATER:
+        raise QuantGuardError(f"metric {name!r} (detection) is part of the contract but arrives in "
+                              f"a later version; available: {', '.join(available())}")
+    else:
+        raise QuantGuardError(f"unknown metric {name!r}; available: {', '.join(available())} "
+                              "(register your own with pytest_quantguard.register_metric)")
+    return metric.configure(options or {})
 
 
-__all__ = ["Metric", "get_metric"]
+__all__ = ["Context", "Evaluation", "Metric", "Scores", "available", "get_metric",
+           "register_metric"]

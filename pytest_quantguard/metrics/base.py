@@ -1,17 +1,80 @@
-"""The metric protocol every family implements."""
+"""The metric protocol every family implements, and what an evaluation returns.
+
+A metric reduces each batch of one model's prediction output to a small per-sample record
+(``reduce``), so the pipe never holds all outputs; a *paired* metric also reduces both models'
+outputs of the same batch together (``reduce_pair``: top-token agreement, KL divergence, cosine
+of embeddings). ``scores`` turns the records of the whole set into a ``Scores`` object of the
+metric's family, which knows how to give both models' scores, the drop and its interval
+(``evaluate``), and how to restrict itself to a slice of the samples (``subset``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.stats.paired_binary import IntervalResult
+
 KINDS = ("binary", "continuous", "corpus", "grouped")
+MARGINS = ("absolute", "relative", "error-increase")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Both models' scores, the drop on the margin's scale and its interval."""
+
+    reference_score: float
+    candidate_score: float
+    drop: float
+    interval: IntervalResult
+    details: dict[str, Any] = field(default_factory=dict)  # family figures (b, c, per class...)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an evaluation needs besides the scores."""
+
+    margin: str  # one of MARGINS
+    confidence: float
+    resamples: int
+    rng: np.random.Generator
+    groups: np.ndarray | None = None
+    where: str = "the validation set"  # names the data in error messages
+    # the limits, for families that judge parts of themselves (per-class accuracy)
+    max_drop: float = 0.01
+    qat_limit: float = 0.03
+    gate: str = "upper"
+
+
+class Scores:
+    """Per-sample (or per-document) figures of both models for one metric family."""
+
+    n: int
+
+    def evaluate(self, context: Context) -> Evaluation:
+        raise NotImplementedError
+
+    def subset(self, mask: np.ndarray) -> Scores:
+        """The same family restricted to the samples where ``mask`` is true."""
+        raise NotImplementedError
+
+    def digest_arrays(self) -> tuple[np.ndarray, ...]:
+        """The arrays the random stream is seeded from (SPEC §1: both models' per-sample scores)."""
+        raise NotImplementedError
+
+    def correctness(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-sample 0/1 correctness of both models, where the family has it (per-class view)."""
+        return None
 
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric's identity and declarations; subclasses implement the three reductions."""
+    """A metric's identity and declarations; families implement ``reduce`` and ``scores``."""
 
     name: str
     higher_is_better: bool
@@ -19,15 +82,80 @@ class Metric:
     interval_method: str  # the method recorded on the Comparison when nothing degenerates
     default_relative: bool
     needs_labels: bool
+    task: str = "classification"  # the task it belongs to (regression adds the PTQ caution)
+    margins: tuple[str, ...] = ("absolute", "relative")  # the margins it offers
+    option_names: tuple[str, ...] = ()  # metric options accepted as keywords (e.g. k for top_k)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    paired: bool = False  # reduce_pair is needed: both outputs in the same batch (no reference cache)
+    description: str = ""
 
-    def reduce(self, output: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        """A batch of one model's prediction output -> one small record per sample."""
+    def configure(self, options: Mapping[str, Any]) -> Metric:
+        """A copy with ``options`` set; unknown options are an error naming the accepted ones."""
+        unknown = sorted(set(options) - set(self.option_names))
+        if unknown:
+            accepted = (f"it accepts {', '.join(self.option_names)}" if self.option_names
+                        else "it takes no options")
+            raise QuantGuardError(f"metric {self.name!r}: unknown option(s) {', '.join(unknown)}; "
+                                  f"{accepted}")
+        return dataclasses.replace(self, options={**self.options, **options}) if options else self
+
+    @property
+    def key(self) -> str:
+        """The name plus options: what identifies the metric's records (seed, cache)."""
+        if not self.options:
+            return self.name
+        return self.name + "(" + ",".join(f"{k}={v!r}" for k, v in sorted(self.options.items())) + ")"
+
+    def reduce(self, output: np.ndarray, labels: np.ndarray | None, batch: Any) -> np.ndarray:
+        """A batch of one model's prediction output -> one record (row) per sample."""
         raise NotImplementedError
 
-    def finalize(self, records: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        """All records of one model -> per-sample scores."""
+    def reduce_pair(self, reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None,
+                    batch: Any) -> np.ndarray:
+        """Both models' outputs of one batch -> one paired record per sample (paired metrics)."""
         raise NotImplementedError
 
-    def aggregate(self, scores: np.ndarray) -> float:
-        """Per-sample scores -> the model's score."""
-        return float(np.mean(scores))
+    def scores(self, reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None,
+               paired: np.ndarray | None) -> Scores:
+        """All records of both models -> the family's ``Scores``."""
+        raise NotImplementedError
+
+
+def squeeze_trailing(output: np.ndarray) -> np.ndarray:
+    """A trailing output axis of size 1 is squeezed (SPEC §2 Metrics)."""
+    return output[..., 0] if output.ndim >= 2 and output.shape[-1] == 1 else output
+
+
+def integer_labels(labels: np.ndarray) -> np.ndarray:
+    if np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_:
+        return labels.astype(np.int64)
+    if np.issubdtype(labels.dtype, np.floating) and np.all(np.mod(labels, 1) == 0):
+        return labels.astype(np.int64)
+    raise QuantGuardError(f"class labels must be integers, got {labels.dtype} values such as "
+                          f"{labels[:3].tolist()}; store class indices")
+
+
+def relative_change(reference: float, candidate: float, higher_is_better: bool, name: str,
+                    where: str) -> float:
+    """cand/ref - 1 in the worse direction (SPEC §1)."""
+    if reference == 0.0:
+        raise QuantGuardError(f"{where}: the reference's {name} is 0, so a relative drop is "
+                              "undefined; use relative=False")
+    ratio = candidate / reference
+    return 1.0 - ratio if higher_is_better else ratio - 1.0
+
+
+def absolute_change(reference: float, candidate: float, higher_is_better: bool) -> float:
+    return reference - candidate if higher_is_better else candidate - reference
+
+
+def require_margin(metric_name: str, margin: str, offered: tuple[str, ...]) -> None:
+    if margin not in offered:
+        names = {"absolute": "an absolute drop (relative=False)",
+                 "relative": "a relative drop (relative=True)",
+                 "error-increase": "max_error_increase"}
+        raise QuantGuardError(f"metric {metric_name!r} does not offer {names[margin]}; it offers "
+                              f"{', '.join(names[m] for m in offered)}")
+
+
+Reducer = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-COLUMNS = ("test", "metric", "reference", "candidate", "drop", "interval", "verdict", "cache")
+COLUMNS = ("test", "metric", "reference", "candidate", "drop", "interval", "verdict", "size",
+           "ms/sample", "cache")
 VERDICT_MARKUP = {"ship": {"green": True}, "inconclusive": {"yellow": True}}
 
 
@@ -27,14 +28,53 @@ def summary_lines(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, dict[
 def _row(record: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
     interval = record["interval"]
     level = f"{100 * interval['confidence']:g}%"
+    relative = record.get("details", {}).get("margin", "absolute") != "absolute"
     cells = (
         record["id"],
         record["metric"],
         f"{record['reference']['score']:.4f}",
         f"{record['candidate']['score']:.4f}",
-        f"{record['drop']:+.4f}",
-        f"[{interval['low']:+.4f}, {interval['high']:+.4f}] {level}",
+        _value(record["drop"], relative),
+        f"[{_value(interval['low'], relative)}, {_value(interval['high'], relative)}] {level}",
         record["verdict"] + (" (advisory)" if record.get("details", {}).get("advisory") else ""),
+        size_text(record),
+        time_text(record.get("runtime", {})),
         str(record.get("runtime", {}).get("cache", "off")),
     )
     return cells, record["verdict"]
+
+
+def human_bytes(count: int | None) -> str:
+    if not count:
+        return "?"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count} B"
+
+
+def size_text(record: Mapping[str, Any]) -> str:
+    """'154 KB -> 46.6 KB (3.3x)': both models' file sizes and the compression."""
+    cost = record.get("cost") or {}
+    if not cost.get("reference_bytes") and not cost.get("candidate_bytes"):
+        return "-"
+    text = f"{human_bytes(cost.get('reference_bytes'))} -> {human_bytes(cost.get('candidate_bytes'))}"
+    if cost.get("compression"):
+        text += f" ({cost['compression']:.2g}x)"
+    return text
+
+
+def time_text(runtime: Mapping[str, Any]) -> str:
+    """Inference milliseconds per sample, reference -> candidate ('cached' when the reference's
+    outputs were reused: from the cache, or from an earlier comparison in this run)."""
+    candidate = runtime.get("candidate_ms_per_sample")
+    if candidate is None:
+        return "-"
+    reference = runtime.get("reference_ms_per_sample")
+    shown = "reused" if reference is None else f"{reference:.3g}"
+    return f"{shown} -> {candidate:.3g}"
+
+
+def _value(value: float, relative: bool) -> str:
+    """A drop: in metric units, or in percent for relative and error-rate margins."""
+    return f"{100 * value:+.2f}%" if relative else f"{value:+.4f}"

@@ -26,7 +26,15 @@ class CallableRunner:
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch: Any = next(iter(inputs.values())) if len(inputs) == 1 else inputs
-        result = self.function(batch)
+        try:
+            result = self.function(batch)
+        except QuantGuardError:
+            raise
+        except Exception as error:  # the user's model: name it and the calling convention
+            raise QuantGuardError(
+                f"{self.description} raised {type(error).__name__}: {error} (a model callable is "
+                "called as f(batch) with one argument: an array, or a dict of named arrays when "
+                f"the data has several inputs; this batch: {_shapes(inputs)})") from error
         if isinstance(result, Mapping):
             outputs = {str(name): np.asarray(value) for name, value in result.items()}
         else:
@@ -40,3 +48,7 @@ class CallableRunner:
                                       f"{'scalar' if value.ndim == 0 else 'object array'}; return "
                                       "a numeric array with one row per sample")
         return outputs
+
+
+def _shapes(inputs: Mapping[str, np.ndarray]) -> str:
+    return ", ".join(f"{name} {list(np.shape(value))}" for name, value in inputs.items())

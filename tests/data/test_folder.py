@@ -156,8 +156,10 @@ def test_npz_without_labels_fails_the_accuracy_comparison_clearly(tmp_path):
                                               r"set has none; save them beside the inputs"):
         compare(tmp_path / "fp32.onnx", tmp_path / "fp32.onnx", data=tmp_path / "nolabels.npz",
                 metric="accuracy")
-    with pytest.raises(QuantGuardError, match=r"nolabels\.npz: the validation set has no labels"):
-        compare(tmp_path / "fp32.onnx", tmp_path / "fp32.onnx", data=tmp_path / "nolabels.npz")
+    # without a metric, a set without labels is a label-free fidelity gate (top-1 agreement)
+    fidelity = compare(tmp_path / "fp32.onnx", tmp_path / "fp32.onnx", data=tmp_path / "nolabels.npz")
+    assert (fidelity.metric, fidelity.method, fidelity.reference_score) == ("agreement", "wilson", 1.0)
+    assert fidelity.candidate_score == 1.0 and fidelity.interval.low == 0.0 < fidelity.interval.high
 
 
 @pytest.mark.parametrize(("args", "match"), [

@@ -25,8 +25,11 @@ SCENARIOS = {
                             "*validation data folder not found: */nowhere*"),
     "empty folder": (lambda t: None, "--quant-data=data", "*data: no validation data found (the folder "
                      "has no .npz files); write the samples as .npz shards*"),
-    "npz without labels": (lambda t: np.savez(t / "data" / "x.npz", inputs=_digits(t)["inputs"]),
-                           "--quant-data=data", "*x.npz: the validation set has no labels*"),
+    "classification npz without labels": (
+        lambda t: (np.savez(t / "data" / "x.npz", inputs=_digits(t)["inputs"]),
+                   (t / "data" / "quantguard.toml").write_text('task = "classification"\n')),
+        "--quant-data=data", "*x.npz: metric 'accuracy' needs labels, and the validation set has "
+        "none*"),
     "label count != input count": (
         lambda t: np.savez(t / "data" / "x.npz", inputs=_digits(t)["inputs"],
                            labels=_digits(t)["labels"][:-3]),

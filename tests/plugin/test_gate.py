@@ -121,7 +121,8 @@ def test_marker_is_registered_with_its_signature_under_strict_markers(pytester, 
     markers = pytester.runpytest("--markers")
     markers.stdout.fnmatch_lines(["@pytest.mark.quant_tolerance(max_drop=0.01, qat_limit=0.03, "
                                   "metric='accuracy', relative=None, confidence=None, gate=None, "
-                                  "output=None, max_error_increase=None): *"])
+                                  "output=None, max_error_increase=None, metrics=None, "
+                                  "slice_max_drop=None): *"])
 
 
 def test_both_marker_spellings_are_the_same_object():

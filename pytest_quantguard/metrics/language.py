@@ -1,0 +1,115 @@
+"""Language-model perplexity, from per-token logits with targets or from per-token NLL.
+
+Each row of the validation set is a document (or a piece of one: manifest ``groups`` names the
+document of each row, and the interval is clustered by document, never by token). Positions are
+scored where ``attention_mask`` (an input of that name, when the data has one) is 1 and the
+target is >= 0 (``-100``, the usual ignore index, is skipped). Targets are aligned with the
+logits: position t of the logits scores target t (for a causal LM whose logits at t predict token
+t + 1, store ``targets = input_ids`` shifted left by one, with ``-100`` at the end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.metrics.base import Metric, Scores
+from pytest_quantguard.metrics.scores import PerplexityScores
+
+
+def token_mask(batch, shape: tuple[int, int], targets: np.ndarray | None, name: str) -> np.ndarray:
+    """Which positions are scored: attention_mask (if the inputs have one) and target >= 0."""
+    mask = np.ones(shape, dtype=bool)
+    attention = getattr(batch, "inputs", {}).get("attention_mask") if batch is not None else None
+    if attention is not None:
+        attention = np.asarray(attention)
+        if attention.shape != shape:
+            raise QuantGuardError(f"{name}: attention_mask has shape {list(attention.shape)} but "
+                                  f"the output's tokens are {list(shape)}")
+        mask &= attention.astype(bool)
+    if targets is not None:
+        mask &= targets >= 0
+    return mask
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=-1, keepdims=True)
+    shifted = logits - top
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+@dataclass(frozen=True)
+class Perplexity(Metric):
+    """exp(total NLL / scored tokens); the drop is the relative increase PPL_cand / PPL_ref - 1."""
+
+    def _targets(self, output: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        if labels is None:
+            raise QuantGuardError("perplexity from logits needs per-token targets as labels "
+                                  "(shape (n, tokens)); or give the per-token NLL as the output")
+        targets = np.asarray(labels)
+        if targets.shape != output.shape[:2]:
+            raise QuantGuardError(f"perplexity: the targets have shape {list(targets.shape)} and "
+                                  f"the logits {list(output.shape)}; they must align position by "
+                                  "position (shift the targets for a causal LM)")
+        if not np.issubdtype(targets.dtype, np.integer):
+            raise QuantGuardError(f"perplexity: targets must be integer token ids, got "
+                                  f"{targets.dtype}")
+        if (targets >= output.shape[2]).any():
+            raise QuantGuardError(f"perplexity: a target token id is >= the vocabulary size "
+                                  f"{output.shape[2]} of the logits")
+        return targets
+
+    def _token_nll(self, output: np.ndarray, labels, batch) -> tuple[np.ndarray, np.ndarray]:
+        output = np.asarray(output)
+        if output.ndim == 3:  # logits (batch, tokens, vocabulary)
+            targets = self._targets(output, labels)
+            mask = token_mask(batch, output.shape[:2], targets, self.name)
+            log_probs = _log_softmax(output)
+            picked = np.take_along_axis(log_probs, np.clip(targets, 0, None)[..., None], axis=-1)
+            return -picked[..., 0], mask
+        if output.ndim == 2:  # per-token NLL (batch, tokens)
+            targets = None
+            if labels is not None and np.asarray(labels).shape == output.shape:
+                targets = np.asarray(labels)
+            mask = token_mask(batch, output.shape, targets, self.name)
+            return output.astype(np.float64), mask
+        raise QuantGuardError(f"perplexity needs per-token logits (batch, tokens, vocabulary) or "
+                              f"per-token NLL (batch, tokens), got an output of shape "
+                              f"{list(output.shape)}; choose it with output=")
+
+    def reduce(self, output, labels, batch):
+        nll, mask = self._token_nll(output, labels, batch)
+        if (nll[mask] < 0).any():
+            raise QuantGuardError("perplexity: a per-token NLL is negative; the output must be the "
+                                  "negative log-likelihood (or logits)")
+        return np.stack([np.where(mask, nll, 0.0).sum(axis=1), mask.sum(axis=1)], axis=1)
+
+    def reduce_pair(self, reference, candidate, labels, batch):
+        """Top-token agreements, KL(reference || candidate) summed over scored tokens, and the
+        scored tokens, per row; NaN when the outputs are per-token NLL (no distributions)."""
+        reference, candidate = np.asarray(reference), np.asarray(candidate)
+        if reference.ndim != 3 or candidate.shape != reference.shape:
+            return np.full((len(reference), 3), np.nan)
+        targets = None if labels is None else self._targets(reference, labels)
+        mask = token_mask(batch, reference.shape[:2], targets, self.name)
+        agree = np.argmax(reference, axis=-1) == np.argmax(candidate, axis=-1)
+        log_ref, log_cand = _log_softmax(reference), _log_softmax(candidate)
+        kl = (np.exp(log_ref) * (log_ref - log_cand)).sum(axis=-1)
+        return np.stack([(agree & mask).sum(axis=1), np.where(mask, kl, 0.0).sum(axis=1),
+                         mask.sum(axis=1)], axis=1).astype(np.float64)
+
+    def scores(self, reference, candidate, labels, paired) -> Scores:
+        if not np.array_equal(reference[:, 1], candidate[:, 1]):
+            raise QuantGuardError("perplexity: the two models score different numbers of tokens; "
+                                  "their outputs must have the same token positions")
+        return PerplexityScores(reference, candidate, paired)
+
+
+PERPLEXITY = Perplexity(name="perplexity", higher_is_better=False, kind="grouped",
+                        interval_method="linearized-cluster", default_relative=True,
+                        needs_labels=False, task="language-model", margins=("relative",),
+                        paired=True, description="exp of the mean per-token negative "
+                        "log-likelihood; reported beside it: top-token agreement and mean KL")

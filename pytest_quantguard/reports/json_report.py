@@ -1,0 +1,212 @@
+"""The JSON report (``--quant-report``, SPEC §4): the run's environment, settings, policy and every
+comparison record, written atomically. Its shape is the shipped JSON Schema
+(``pytest_quantguard/schema/report.schema.json``, read with ``load_schema()``)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pytest_quantguard.errors import QuantGuardError
+
+SCHEMA_VERSION = 1
+GIT_TIMEOUT_SECONDS = 5.0
+FAILED_VERDICTS = ("try-qat", "stay-fp16")
+# distributions that provide ``import onnxruntime`` (the CPU wheel first)
+ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml",
+                             "onnxruntime-openvino", "onnxruntime-qnn", "onnxruntime-silicon")
+_COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # SHA-1, or SHA-256 object format
+
+
+def environment(*, execution_providers: Sequence[str] | None = None) -> dict[str, Any]:
+    """Where the run happened: interpreter, platform and package versions (None where a package is
+    not installed), read from package metadata so nothing heavy is imported (never torch). The
+    execution providers are ``execution_providers`` when given (e.g. gathered from xdist workers,
+    since the controller may never import onnxruntime), else onnxruntime's when it is already
+    imported, else None."""
+    providers = (_execution_providers() if execution_providers is None
+                 else [str(provider) for provider in execution_providers])
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "pytest": _version("pytest"),
+        "numpy": _version("numpy"),
+        "onnxruntime": _version(*ONNXRUNTIME_DISTRIBUTIONS),
+        "torch": _version("torch"),
+        "scipy": _version("scipy"),
+        "pytest_quantguard": _version("pytest-quantguard") or _own_version(),
+        "execution_providers": providers,
+    }
+
+
+def _version(*distributions: str) -> str | None:
+    for distribution in distributions:
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _own_version() -> str:
+    from pytest_quantguard._version import __version__
+
+    return __version__
+
+
+def _execution_providers() -> list[str] | None:
+    module = sys.modules.get("onnxruntime")
+    if module is None:
+        return None
+    try:
+        return [str(provider) for provider in module.get_available_providers()]
+    except Exception:  # a half-initialised or stubbed module: no providers to report
+        return None
+
+
+def git_commit(rootdir: Path) -> str | None:
+    """The commit checked out at ``rootdir`` (``git rev-parse HEAD``), else ``$GITHUB_SHA`` (set by
+    GitHub Actions, whose checkout may lack ``.git``), else None."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=rootdir, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=GIT_TIMEOUT_SECONDS,
+                              check=False)
+    except (OSError, subprocess.SubprocessError):  # git missing, rootdir gone, timeout
+        done = None
+    if done is not None and done.returncode == 0:
+        commit = done.stdout.strip().lower()
+        if _COMMIT.fullmatch(commit):
+            return commit
+    fallback = os.environ.get("GITHUB_SHA", "").strip().lower()
+    return fallback if _COMMIT.fullmatch(fallback) else None
+
+
+def summary(records: Iterable[Mapping[str, Any]], *, inconclusive: str = "fail",
+            policy_satisfied: bool = True) -> dict[str, Any]:
+    """Verdict counts; ``passed`` is False when any comparison failed (try-qat, stay-fp16), was
+    inconclusive (unless inconclusive verdicts only warn), or the policy was not satisfied."""
+    verdicts = [record["verdict"] for record in records]
+    failed = sum(verdict in FAILED_VERDICTS for verdict in verdicts)
+    open_ = verdicts.count("inconclusive")
+    return {"comparisons": len(verdicts), "ship": verdicts.count("ship"), "failed": failed,
+            "inconclusive": open_,
+            "passed": failed == 0 and (open_ == 0 or inconclusive == "warn") and policy_satisfied}
+
+
+def build_report(records: Iterable[Mapping[str, Any]], *, settings: Mapping[str, Any],
+                 policy: Mapping[str, Any], created: str, host: str, commit: str | None,
+                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The whole report as builtins: comparisons sorted by id then metric, so a serial run and a
+    pytest-xdist run (whose records arrive in any order) give the same list. ``records`` are
+    ``Comparison.to_dict()`` outputs, used as they are; ``extra`` adds top-level keys.
+    ``summary.passed`` honours ``settings["inconclusive"]`` ("warn" lets inconclusive pass) and
+    ``policy["satisfied"]`` (False fails the run)."""
+    ordered = sorted(records, key=_order)
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "created": created,
+        "host": host,
+        "environment": environment(),
+        "git_commit": commit,
+        "settings": dict(settings),
+        "policy": dict(policy),
+        "summary": summary(ordered, inconclusive=str(settings.get("inconclusive", "fail")),
+                           policy_satisfied=bool(policy.get("satisfied", True))),
+        "comparisons": ordered,
+    }
+    if extra:
+        clashes = sorted(set(extra) & set(report))
+        if clashes:
+            raise ValueError(f"extra report keys {clashes} would replace the report's own keys")
+        report.update(extra)
+    return report
+
+
+def _order(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """Sort key: id, metric, then the models and data as tie-breakers (never arrival order)."""
+    return (str(record.get("id") or ""), str(record.get("metric") or ""),
+            str(record.get("name") or ""),
+            *(str((record.get(part) or {}).get(key) or "") for part in ("reference", "candidate",
+                                                                         "data")
+              for key in ("path", "sha256")))
+
+
+def write_json(path: Path, report: Mapping[str, Any]) -> None:
+    """Write ``report`` to ``path`` atomically: a temporary file in the same folder, then
+    ``os.replace``, so a reader (or a crash) never sees half a report. Strict JSON: NaN and
+    Infinity are refused, naming where they are."""
+    path = Path(path)
+    try:
+        text = json.dumps(report, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except ValueError:
+        where = _first_non_finite(report, "report") or "the report"
+        raise QuantGuardError(f"cannot write the quantguard JSON report {path}: {where} is NaN or "
+                              "infinite, which strict JSON cannot hold") from None
+    except TypeError as error:
+        raise QuantGuardError(f"cannot write the quantguard JSON report {path}: {error}") from None
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                                 suffix=".tmp")
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is too private for an artefact
+        os.replace(temporary, path)
+        temporary = None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if error.filename and str(error.filename) not in (str(path), str(temporary)):
+            reason += f" ({error.filename})"
+        raise QuantGuardError(f"cannot write the quantguard JSON report {path}: {reason}; choose "
+                              "another path for --quant-report") from None
+    finally:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _first_non_finite(value: Any, where: str) -> str | None:
+    """The JSON path of the first NaN or infinite float in ``value`` (e.g.
+    ``report.comparisons[2].drop``), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[str, Any]] = ((f"{where}.{key}", item) for key, item in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for inner, item in items:
+        found = _first_non_finite(item, inner)
+        if found is not None:
+            return found
+    return None
+
+
+def load_schema() -> dict[str, Any]:
+    """The report's JSON Schema (Draft 2020-12), as shipped in the package."""
+    schema = resources.files("pytest_quantguard") / "schema" / "report.schema.json"
+    return json.loads(schema.read_text(encoding="utf-8"))

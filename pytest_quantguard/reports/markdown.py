@@ -1,0 +1,238 @@
+"""The Markdown summary a reviewer reads on a pull request, verdicts first (pure: records in, text
+out). ``--quant-markdown PATH`` writes it; under GitHub Actions it is also appended to
+``$GITHUB_STEP_SUMMARY``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+# the table's order: what blocks a release first, then what needs a look, then what ships
+VERDICT_ORDER = {"stay-fp16": 0, "try-qat": 1, "inconclusive": 2, "ship": 3}
+FAILED = ("stay-fp16", "try-qat")
+COLUMNS = ("verdict", "test", "metric", "reference", "candidate", "drop", "interval", "n", "size",
+           "time per sample")
+SHOWN_SLICES = 3  # rows of "classes / slices that lost most" per comparison that did not ship
+SHOWN_DISCORDANT = 5  # discordant sample indices named per comparison (the JSON report has more)
+# 0/1 metrics, whose absolute drops read as accuracy points
+_BINARY = re.compile(r"(accuracy|top_?[1-9][0-9]*|top_k|per_class_accuracy|agreement)")
+
+
+def by_severity(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Records in report order: stay-fp16, try-qat, inconclusive, ship; then by id."""
+    return sorted(records, key=lambda r: (VERDICT_ORDER.get(r["verdict"], -1), r["id"]))
+
+
+def markdown_report(records: Sequence[Mapping[str, Any]], *, title: str = "Quantization gate",
+                    notes: Iterable[str] = (), inconclusive: str = "fail") -> str:
+    """A heading, a one-line verdict, one table row per comparison (worst first), what lost most
+    where a comparison did not ship, then ``notes`` (policy overrides, advisories) as bullets.
+
+    ``inconclusive`` is the run's ``--quant-inconclusive`` ("fail" or "warn"): whether an
+    inconclusive comparison fails the gate. With no records, a short text says no comparison ran.
+    """
+    notes = [_one_line(note) for note in notes]
+    lines = [f"## {_one_line(title)}", ""]
+    if not records:
+        lines.append("No comparison ran: nothing was gated (check the test selection, e.g. `-k`).")
+        return "\n".join([*lines, *_notes(notes)]) + "\n"
+    ordered = by_severity(records)
+    lines += [_summary(ordered, inconclusive), "", *_table(ordered, inconclusive)]
+    lost = [line for record in ordered if record["verdict"] != "ship" for line in _lost(record)]
+    if lost:
+        lines += ["", "### What did not ship", "", *lost]
+    return "\n".join([*lines, *_notes(notes)]) + "\n"
+
+
+def _summary(records: Sequence[Mapping[str, Any]], inconclusive: str) -> str:
+    count = len(records)
+    ship = sum(r["verdict"] == "ship" for r in records)
+    failed = sum(r["verdict"] in FAILED for r in records)
+    unsure = sum(r["verdict"] == "inconclusive" for r in records)
+    passes = failed == 0 and (unsure == 0 or inconclusive == "warn")
+    return (f"{count} comparison{'s' if count != 1 else ''}: {ship} ship, {failed} failed, "
+            f"{unsure} inconclusive; **the gate {'passes' if passes else 'fails'}**.")
+
+
+def _table(records: Sequence[Mapping[str, Any]], inconclusive: str) -> list[str]:
+    rows = [COLUMNS, tuple("---" for _ in COLUMNS)]
+    rows += [_row(record, inconclusive) for record in records]
+    return ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _row(record: Mapping[str, Any], inconclusive: str) -> tuple[str, ...]:
+    fmt = unit_formatter(record)
+    interval = record["interval"]
+    data = record["data"]
+    n = f"{data['n']:,}"
+    if data.get("n_groups"):
+        n += f" ({data['n_groups']:,} groups)"
+    details = record.get("details") or {}
+    if details.get("advisory"):
+        n += f" (subset of {details['subset_of']:,})" if "subset_of" in details else " (subset)"
+    return (
+        f"{_marker(record['verdict'], inconclusive)} {record['verdict']}"
+        + (" (advisory)" if details.get("advisory") else ""),
+        _code(record["id"], cell=True),
+        _cell(record["metric"]),
+        f"{record['reference']['score']:.4f}",
+        f"{record['candidate']['score']:.4f}",
+        fmt(record["drop"]),
+        f"[{fmt(interval['low'])}, {fmt(interval['high'])}] "
+        f"{100 * interval['confidence']:g}% {_cell(interval['method'])}",
+        n,
+        _size(record.get("cost") or {}),
+        _times(record.get("runtime") or {}),
+    )
+
+
+def _marker(verdict: str, inconclusive: str) -> str:
+    if verdict == "ship":
+        return "**ok**"
+    if verdict == "inconclusive" and inconclusive == "warn":
+        return "**warn**"
+    return "**FAIL**"
+
+
+def is_points(record: Mapping[str, Any]) -> bool:
+    """Whether the record's drops are absolute drops of a 0/1 metric (0.01 = 1 point)."""
+    details = record.get("details") or {}
+    if details.get("margin", "absolute") != "absolute":
+        return False
+    return (_BINARY.fullmatch(record["metric"]) is not None or "reference_only" in details
+            or "disagreements" in details)
+
+
+def unit_formatter(record: Mapping[str, Any]) -> Callable[[float], str]:
+    """How this record's drops read: points for absolute drops of 0/1 metrics, percent for
+    relative and error-increase margins, else 4 significant digits in the metric's units."""
+    margin = (record.get("details") or {}).get("margin", "absolute")
+    if margin != "absolute" or record["thresholds"].get("relative"):
+        return _percent
+    if is_points(record):
+        return _points
+    return _plain
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:.2f} pt"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:+.2f}%"
+
+
+def _plain(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _size(cost: Mapping[str, Any]) -> str:
+    reference, candidate = cost.get("reference_bytes"), cost.get("candidate_bytes")
+    if reference is None and candidate is None:
+        return "—"
+    shown = f"{_bytes(reference)} → {_bytes(candidate)}"
+    if cost.get("compression") is not None:
+        shown += f" ({cost['compression']:.2f}×)"
+    return shown
+
+
+def _bytes(count: int | None) -> str:
+    if count is None:
+        return "?"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count} B"
+
+
+def _times(runtime: Mapping[str, Any]) -> str:
+    reference, candidate = runtime.get("reference_ms_per_sample"), runtime.get("candidate_ms_per_sample")
+    if candidate is None:
+        return "—"
+    shown = "reused" if reference is None else f"{reference:.3g} ms"
+    return f"{shown} → {candidate:.3g} ms"
+
+
+def _lost(record: Mapping[str, Any]) -> list[str]:
+    """One bullet per comparison that did not ship: what lost most, the discordant samples and
+    the remedy."""
+    details = record.get("details") or {}
+    lines = [f"- {_code(record['id'])} ({_one_line(record['metric'])}): **{record['verdict']}**"]
+    fmt = unit_formatter(record)
+    for key, what in (("per_class", "classes"), ("slices", "slices")):
+        rows = details.get(key) or []
+        if not rows:
+            continue
+        if key == "per_class":
+            label = details.get("per_class_metric", record["metric"])
+            # per-class rows are each class's accuracy unless the metric is itself 0/1
+            row_fmt = fmt if label == record["metric"] else _points
+        else:
+            label, row_fmt = record["metric"], fmt
+        shown = "; ".join(_slice_row(row, row_fmt) for row in rows[:SHOWN_SLICES])
+        lines.append(f"  - {what} that lost most ({_one_line(label)}, by upper bound): {shown}")
+    discordant = record.get("discordant")
+    if discordant:
+        lines.append(f"  - {_discordant(discordant, details)}")
+    remedy = next((line.strip()[len("remedy:"):].strip()
+                   for line in str(record.get("message", "")).splitlines()
+                   if line.strip().startswith("remedy:")), None)
+    if remedy:
+        lines.append(f"  - remedy: {_one_line(remedy)}")
+    return lines
+
+
+def _slice_row(row: Mapping[str, Any], fmt: Callable[[float], str]) -> str:
+    name = f"{_code(str(row['slice']))} (n={row['n']:,})"
+    if "drop" not in row:
+        return f"{name} {_one_line(str(row.get('error', 'no estimate')))}"
+    shown = f"{name} {fmt(row['drop'])} [{fmt(row['low'])}, {fmt(row['high'])}]"
+    return shown + (f" {row['verdict']}" if "verdict" in row else "")
+
+
+def _discordant(discordant: Mapping[str, Any], details: Mapping[str, Any]) -> str:
+    count = discordant.get("count", 0)
+    changed = "changed" if discordant.get("order") == "largest change" else "flipped"
+    text = f"discordant samples: {count:,} {changed}"
+    if "reference_only" in details:
+        text += (f" ({details['reference_only']:,} only the reference gets right, "
+                 f"{details.get('candidate_only', 0):,} only the candidate)")
+    samples = discordant.get("samples") or []
+    if samples:
+        order = "largest change first" if discordant.get("order") == "largest change" else "first"
+        shown = ", ".join(f"#{sample['index']}" for sample in samples[:SHOWN_DISCORDANT])
+        if len(samples) >= count:
+            kept = "every one"
+        elif discordant.get("order") == "largest change":
+            kept = f"the {len(samples):,} largest changes"
+        else:
+            kept = f"the first {len(samples):,}"
+        text += (f"; {order}: {shown}" + (", …" if len(samples) > SHOWN_DISCORDANT else "")
+                 + f" (the JSON report lists {kept})")
+    return text
+
+
+def _notes(notes: Sequence[str]) -> list[str]:
+    if not notes:
+        return []
+    return ["", "### Notes", "", *(f"- {note}" for note in notes)]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a table cell: one line, pipes escaped."""
+    return _one_line(text).replace("|", "\\|")
+
+
+def _code(text: str, *, cell: bool = False) -> str:
+    """``text`` as inline code; in a table ``cell`` its pipes are escaped (GFM splits the row into
+    cells before it reads code spans, and drops the backslash there)."""
+    text = _one_line(text)
+    fence = "``" if "`" in text else "`"
+    pad = " " if "`" in text else ""
+    shown = f"{fence}{pad}{text}{pad}{fence}"
+    return shown.replace("|", "\\|") if cell else shown

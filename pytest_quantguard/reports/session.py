@@ -1,0 +1,166 @@
+"""What the controller does when the session ends: JUnit suite properties, the comparison count the
+project requires, the policy violations, and the JSON / Markdown / plot reports. Workers never get
+here (``plugin.QuantGuardState.pytest_sessionfinish``)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_quantguard import __version__
+from pytest_quantguard.errors import QuantGuardError
+
+RED = {"red": True, "bold": True}
+PLAIN: dict[str, bool] = {}
+
+
+def counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    verdicts = [record["verdict"] for record in records]
+    return {"comparisons": len(records), "ship": verdicts.count("ship"),
+            "failed": verdicts.count("try-qat") + verdicts.count("stay-fp16"),
+            "inconclusive": verdicts.count("inconclusive")}
+
+
+def policy(options: dict[str, Any], records: list[dict[str, Any]],
+           violations: list[dict[str, Any]]) -> dict[str, Any]:
+    required = options["require_comparisons"]
+    return {"max_drop": options["policy_max_drop"],
+            "max_error_increase": options["policy_max_error_increase"],
+            "min_confidence": options["policy_min_confidence"],
+            "allow_point_gate": options["policy_allow_point_gate"],
+            "require_comparisons": required, "comparisons": len(records),
+            "satisfied": len(records) >= required and not violations,
+            "violations": sorted(violations, key=lambda v: (v["id"], v["key"]))}
+
+
+def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
+    """Do the controller's end-of-session work; return the lines the terminal summary prints."""
+    config = session.config
+    options = state.options
+    records = sorted(state.records, key=lambda record: (record["id"], record["metric"]))
+    stated = policy(options, records, state.violations)
+    notes: list[tuple[str, dict[str, bool]]] = []
+    required = options["require_comparisons"]
+    if len(records) < required:
+        notes.append((f"quantguard: {len(records)} comparison(s) ran, but quant_require_comparisons "
+                      f"= {required}: the session fails (was a gate deselected by -k/-m, skipped, or "
+                      "renamed?)", RED))
+        _fail(session)
+    for violation in stated["violations"]:
+        notes.append((f"quantguard: policy violation in {violation['id']}: "
+                      f"{violation['message']}", RED))
+    if options["junit"] in ("suite", "both"):
+        _suite_properties(config, records, options, stated)
+    wanted = [(key, options[key]) for key in ("report", "markdown", "plot") if options[key]]
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not records:
+        if wanted:
+            notes.append(("quantguard: no comparison ran; no report written ("
+                          + ", ".join(f"--quant-{key} {path}" for key, path in wanted) + ")",
+                          PLAIN))
+        return notes
+    extra_notes = [f"policy violation in {v['id']}: {v['message']}" for v in stated["violations"]]
+    extra_notes += [f"override in {record['id']}: " + ", ".join(
+        f"{item['key']}={item['value']!r} ({item['source']})" for item in record["overrides"])
+        for record in records if record.get("overrides")]
+    if len(records) < required:
+        extra_notes.insert(0, f"only {len(records)} comparison(s) ran; quant_require_comparisons "
+                              f"= {required}: the session fails")
+    writers = {"report": lambda path: _write_json(config, path, records, options, stated),
+               "markdown": lambda path: _write_text(Path(path), _markdown(records, extra_notes,
+                                                                         options)),
+               "plot": lambda path: _plot(records, Path(path))}
+    for key, path in wanted:
+        try:
+            writers[key](path)
+        except (QuantGuardError, OSError) as error:
+            notes.append((f"quantguard: could not write the {key} report {path}: {error}", RED))
+            _fail(session)
+        else:
+            notes.append((f"quantguard: {key} written to {path}", PLAIN))
+    if summary_file:
+        try:
+            with open(summary_file, "a", encoding="utf-8") as handle:
+                handle.write(_markdown(records, extra_notes, options) + "\n")
+        except OSError as error:
+            notes.append((f"quantguard: could not append to $GITHUB_STEP_SUMMARY "
+                          f"({summary_file}): {error}", RED))
+    return notes
+
+
+def _fail(session: pytest.Session) -> None:
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _suite_properties(config: pytest.Config, records, options, stated) -> None:
+    try:
+        from _pytest.junitxml import xml_key  # present and unchanged in pytest 8.0 - 9.x
+    except ImportError:  # pragma: no cover - a pytest without junitxml
+        return
+    xml = config.stash.get(xml_key, None)
+    if xml is None:  # no --junitxml (or a worker: the XML object lives on the controller)
+        return
+    tally = counts(records)
+    properties = {
+        "quant.run.comparisons": tally["comparisons"], "quant.run.ship": tally["ship"],
+        "quant.run.failed": tally["failed"], "quant.run.inconclusive": tally["inconclusive"],
+        "quant.run.seed": options["seed"], "quant.run.version": __version__,
+        "quant.run.required_comparisons": options["require_comparisons"],
+        "quant.run.policy_violations": len(stated["violations"]),
+    }
+    for name, value in properties.items():
+        xml.add_global_property(name, str(value))
+
+
+def _write_json(config: pytest.Config, path: str, records, options, stated) -> None:
+    import importlib.util
+
+    from pytest_quantguard.reports.json_report import (
+        build_report,
+        environment,
+        git_commit,
+        write_json,
+    )
+
+    providers = None
+    if importlib.util.find_spec("onnxruntime") is not None:  # the controller may never have run
+        import onnxruntime  # a model (xdist workers do), so it asks here: same report either way
+
+        providers = list(onnxruntime.get_available_providers())
+    report = build_report(
+        records, settings=dict(options), policy=stated,
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        host=socket.gethostname(), commit=git_commit(config.rootpath))
+    report["environment"] = environment(execution_providers=providers)
+    config.hook.pytest_quantguard_update_json(config=config, report=report)
+    write_json(Path(path), report)
+
+
+def _markdown(records, notes: list[str], options: dict[str, Any]) -> str:
+    from pytest_quantguard.reports.markdown import markdown_report
+
+    return markdown_report(records, notes=notes, inconclusive=options["inconclusive"])
+
+
+def _plot(records, path: Path) -> None:
+    from pytest_quantguard.reports.plot import save_plot
+
+    save_plot(records, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Atomically: a temporary file beside the target, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
