@@ -139,7 +139,9 @@ def _number(check: Callable[[float], str | None] | None) -> Callable[[str], floa
 
 
 def _share(value: float) -> str | None:
-    return None if 0 <= value <= 1 else "must be a share in [0, 1]"
+    if 0 < value <= 1:
+        return None
+    return "must be a share in (0, 1] (plan on at least 3/n when a pilot of n showed none)"
 
 
 def _fraction(value: float) -> str | None:

@@ -52,7 +52,11 @@ class QuantGuardState:
         """Gather comparisons from test reports: locally, or on the xdist controller."""
         if report.when != "call":
             return
-        self.records.extend(getattr(report, "quantguard", None) or ())
+        outcome = report.outcome
+        if hasattr(report, "wasxfail"):  # an expected failure, or an unexpected pass
+            outcome = "xfailed" if report.skipped else "xpassed"
+        self.records.extend({**record, "outcome": outcome}
+                            for record in getattr(report, "quantguard", None) or ())
         self.violations.extend(getattr(report, "quantguard_violations", None) or ())
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml's own sessionfinish writes the XML

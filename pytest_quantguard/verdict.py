@@ -74,8 +74,9 @@ def inconclusive_remedy(drop: float, max_drop: float, n: int, *, discordance: fl
                 "even a much larger set would most likely not bring the upper bound under the limit")
     assumed = max(drop, 0.0)
     if discordance is not None:
-        needed = plan(max(discordance, 3.0 / n), max_drop, power=0.8, confidence=confidence,
-                      drop=assumed)
+        share = min(max(discordance, 3.0 / n), 1.0)
+        needed = plan(share, max_drop, power=0.8, confidence=confidence,
+                      drop=min(assumed, share))
     elif variance is not None:
         needed = samples_for_variance(variance, max_drop, power=0.8, confidence=confidence,
                                       drop=assumed)

@@ -293,8 +293,14 @@ class PerClassScores(Scores):
                                         max_drop=context.max_drop, qat_limit=context.qat_limit,
                                         gate=context.gate).verdict)
         worst = max(judged, key=lambda row: (SEVERITY[row["verdict"]], row["high"], row["drop"]))
-        interval = IntervalResult(worst["low"], worst["high"], worst["method"],
-                                  {"worst_class": worst["slice"], "worst_class_n": worst["n"]})
+        inside = self.labels == worst["label"]
+        interval = IntervalResult(worst["low"], worst["high"], worst["method"], {
+            "worst_class": worst["slice"], "worst_class_n": worst["n"],
+            # the worst class's discordant counts: they size "about N samples of this class"
+            "reference_only": int(np.count_nonzero(inside & (self.reference == 1)
+                                                   & (self.candidate == 0))),
+            "candidate_only": int(np.count_nonzero(inside & (self.reference == 0)
+                                                   & (self.candidate == 1)))})
         return Evaluation(worst["reference"], worst["candidate"], worst["drop"], interval,
                           {"per_class": rows})
 
@@ -493,9 +499,9 @@ def breakdown(scores: Scores, keys: np.ndarray, context: Context,
         try:
             evaluation = sub.evaluate(local)
         except QuantGuardError as error:
-            rows.append({"slice": shown, "n": int(mask.sum()), "error": str(error)})
+            rows.append({"slice": shown, "label": label, "n": int(mask.sum()), "error": str(error)})
             continue
-        rows.append({"slice": shown, "n": int(mask.sum()),
+        rows.append({"slice": shown, "label": label, "n": int(mask.sum()),
                      "reference": evaluation.reference_score,
                      "candidate": evaluation.candidate_score, "drop": evaluation.drop,
                      "low": evaluation.interval.low, "high": evaluation.interval.high,

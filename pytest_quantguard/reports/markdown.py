@@ -25,12 +25,15 @@ def by_severity(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 
 
 def markdown_report(records: Sequence[Mapping[str, Any]], *, title: str = "Quantization gate",
-                    notes: Iterable[str] = (), inconclusive: str = "fail") -> str:
+                    notes: Iterable[str] = (), inconclusive: str = "fail",
+                    policy_satisfied: bool = True) -> str:
     """A heading, a one-line verdict, one table row per comparison (worst first), what lost most
     where a comparison did not ship, then ``notes`` (policy overrides, advisories) as bullets.
 
     ``inconclusive`` is the run's ``--quant-inconclusive`` ("fail" or "warn"): whether an
-    inconclusive comparison fails the gate. With no records, a short text says no comparison ran.
+    inconclusive comparison fails the gate. A comparison whose test is an expected failure
+    (``outcome`` "xfailed") does not fail it; ``policy_satisfied`` False (too few comparisons, a
+    policy violation) does. With no records, a short text says no comparison ran.
     """
     notes = [_one_line(note) for note in notes]
     lines = [f"## {_one_line(title)}", ""]
@@ -38,21 +41,29 @@ def markdown_report(records: Sequence[Mapping[str, Any]], *, title: str = "Quant
         lines.append("No comparison ran: nothing was gated (check the test selection, e.g. `-k`).")
         return "\n".join([*lines, *_notes(notes)]) + "\n"
     ordered = by_severity(records)
-    lines += [_summary(ordered, inconclusive), "", *_table(ordered, inconclusive)]
+    lines += [_summary(ordered, inconclusive, policy_satisfied), "",
+              *_table(ordered, inconclusive)]
     lost = [line for record in ordered if record["verdict"] != "ship" for line in _lost(record)]
     if lost:
         lines += ["", "### What did not ship", "", *lost]
     return "\n".join([*lines, *_notes(notes)]) + "\n"
 
 
-def _summary(records: Sequence[Mapping[str, Any]], inconclusive: str) -> str:
+def _summary(records: Sequence[Mapping[str, Any]], inconclusive: str,
+             policy_satisfied: bool = True) -> str:
     count = len(records)
     ship = sum(r["verdict"] == "ship" for r in records)
     failed = sum(r["verdict"] in FAILED for r in records)
     unsure = sum(r["verdict"] == "inconclusive" for r in records)
-    passes = failed == 0 and (unsure == 0 or inconclusive == "warn")
+    expected = sum(r["verdict"] != "ship" and r.get("outcome") == "xfailed" for r in records)
+    failing = sum(r["verdict"] in FAILED and r.get("outcome") != "xfailed" for r in records)
+    open_ = sum(r["verdict"] == "inconclusive" and r.get("outcome") != "xfailed" for r in records)
+    passes = failing == 0 and (open_ == 0 or inconclusive == "warn") and policy_satisfied
+    extra = f" ({expected} in tests marked as expected failures)" if expected else ""
+    policy = "" if policy_satisfied else " (the project's policy is not met: see the notes)"
     return (f"{count} comparison{'s' if count != 1 else ''}: {ship} ship, {failed} failed, "
-            f"{unsure} inconclusive; **the gate {'passes' if passes else 'fails'}**.")
+            f"{unsure} inconclusive{extra}; **the gate {'passes' if passes else 'fails'}**"
+            f"{policy}.")
 
 
 def _table(records: Sequence[Mapping[str, Any]], inconclusive: str) -> list[str]:
@@ -72,8 +83,10 @@ def _row(record: Mapping[str, Any], inconclusive: str) -> tuple[str, ...]:
     if details.get("advisory"):
         n += f" (subset of {details['subset_of']:,})" if "subset_of" in details else " (subset)"
     return (
-        f"{_marker(record['verdict'], inconclusive)} {record['verdict']}"
-        + (" (advisory)" if details.get("advisory") else ""),
+        f"{_marker(record['verdict'], inconclusive, record.get('outcome'))} {record['verdict']}"
+        + (" (advisory)" if details.get("advisory") else "")
+        + (" (expected failure: xfail)" if record.get("outcome") == "xfailed" else "")
+        + (" (suspicious gain)" if details.get("suspicious_gain") else ""),
         _code(record["id"], cell=True),
         _cell(record["metric"]),
         f"{record['reference']['score']:.4f}",
@@ -87,8 +100,8 @@ def _row(record: Mapping[str, Any], inconclusive: str) -> tuple[str, ...]:
     )
 
 
-def _marker(verdict: str, inconclusive: str) -> str:
-    if verdict == "ship":
+def _marker(verdict: str, inconclusive: str, outcome: str | None = None) -> str:
+    if verdict == "ship" or outcome == "xfailed":
         return "**ok**"
     if verdict == "inconclusive" and inconclusive == "warn":
         return "**warn**"

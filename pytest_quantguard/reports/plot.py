@@ -129,7 +129,7 @@ def save_plot(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]
     temporary = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
     try:
         with temporary.open("xb") as stream:
-            figure.savefig(stream, format="png", dpi=dpi)
+            figure.savefig(stream, format="png", dpi=dpi, bbox_inches="tight")  # long ids
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -26,8 +26,20 @@ def counts(records: list[dict[str, Any]]) -> dict[str, int]:
             "inconclusive": verdicts.count("inconclusive")}
 
 
+POLICY_KEYS = ("quant_policy_max_drop", "quant_policy_max_error_increase",
+               "quant_policy_min_confidence", "quant_policy_allow_point_gate",
+               "quant_require_comparisons")
+
+
+def command_line_overrides(config: pytest.Config) -> list[str]:
+    """Policy keys given with ``-o key=value`` (or PYTEST_ADDOPTS): they bypass the project's
+    config file, so every report says so."""
+    given = getattr(config.option, "override_ini", None) or []
+    return sorted({item.split("=", 1)[0].strip() for item in given} & set(POLICY_KEYS))
+
+
 def policy(options: dict[str, Any], records: list[dict[str, Any]],
-           violations: list[dict[str, Any]]) -> dict[str, Any]:
+           violations: list[dict[str, Any]], overridden: list[str] | None = None) -> dict[str, Any]:
     required = options["require_comparisons"]
     return {"max_drop": options["policy_max_drop"],
             "max_error_increase": options["policy_max_error_increase"],
@@ -35,7 +47,8 @@ def policy(options: dict[str, Any], records: list[dict[str, Any]],
             "allow_point_gate": options["policy_allow_point_gate"],
             "require_comparisons": required, "comparisons": len(records),
             "satisfied": len(records) >= required and not violations,
-            "violations": sorted(violations, key=lambda v: (v["id"], v["key"]))}
+            "violations": sorted(violations, key=lambda v: (v["id"], v["key"])),
+            "set_on_command_line": list(overridden or [])}
 
 
 def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
@@ -43,9 +56,17 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
     config = session.config
     options = state.options
     records = sorted(state.records, key=lambda record: (record["id"], record["metric"]))
-    stated = policy(options, records, state.violations)
+    overridden = command_line_overrides(config)
+    stated = policy(options, records, state.violations, overridden)
     notes: list[tuple[str, dict[str, bool]]] = []
+    if overridden:
+        notes.append((f"quantguard: policy set on the command line (-o), not by the project's "
+                      f"config file: {', '.join(overridden)} (recorded in the reports)",
+                      {"yellow": True, "bold": True}))
     required = options["require_comparisons"]
+    option = config.option
+    if any(getattr(option, name, False) for name in ("collectonly", "setupplan", "setuponly")):
+        required = 0  # nothing runs: no comparison is expected
     if len(records) < required:
         notes.append((f"quantguard: {len(records)} comparison(s) ran, but quant_require_comparisons "
                       f"= {required}: the session fails (was a gate deselected by -k/-m, skipped, or "
@@ -65,6 +86,9 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
                           PLAIN))
         return notes
     extra_notes = [f"policy violation in {v['id']}: {v['message']}" for v in stated["violations"]]
+    if overridden:
+        extra_notes.insert(0, "policy set on the command line (-o), not by the project's config "
+                              "file: " + ", ".join(overridden))
     extra_notes += [f"override in {record['id']}: " + ", ".join(
         f"{item['key']}={item['value']!r} ({item['source']})" for item in record["overrides"])
         for record in records if record.get("overrides")]
@@ -72,8 +96,8 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
         extra_notes.insert(0, f"only {len(records)} comparison(s) ran; quant_require_comparisons "
                               f"= {required}: the session fails")
     writers = {"report": lambda path: _write_json(config, path, records, options, stated),
-               "markdown": lambda path: _write_text(Path(path), _markdown(records, extra_notes,
-                                                                         options)),
+               "markdown": lambda path: _write_text(Path(path), _markdown(
+                   records, extra_notes, options, stated["satisfied"])),
                "plot": lambda path: _plot(records, Path(path))}
     for key, path in wanted:
         try:
@@ -86,7 +110,7 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
     if summary_file:
         try:
             with open(summary_file, "a", encoding="utf-8") as handle:
-                handle.write(_markdown(records, extra_notes, options) + "\n")
+                handle.write(_markdown(records, extra_notes, options, stated["satisfied"]) + "\n")
         except OSError as error:
             notes.append((f"quantguard: could not append to $GITHUB_STEP_SUMMARY "
                           f"({summary_file}): {error}", RED))
@@ -142,10 +166,12 @@ def _write_json(config: pytest.Config, path: str, records, options, stated) -> N
     write_json(Path(path), report)
 
 
-def _markdown(records, notes: list[str], options: dict[str, Any]) -> str:
+def _markdown(records, notes: list[str], options: dict[str, Any],
+              policy_satisfied: bool = True) -> str:
     from pytest_quantguard.reports.markdown import markdown_report
 
-    return markdown_report(records, notes=notes, inconclusive=options["inconclusive"])
+    return markdown_report(records, notes=notes, inconclusive=options["inconclusive"],
+                           policy_satisfied=policy_satisfied)
 
 
 def _plot(records, path: Path) -> None:

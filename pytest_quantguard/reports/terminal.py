@@ -36,7 +36,9 @@ def _row(record: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
         f"{record['candidate']['score']:.4f}",
         _value(record["drop"], relative),
         f"[{_value(interval['low'], relative)}, {_value(interval['high'], relative)}] {level}",
-        record["verdict"] + (" (advisory)" if record.get("details", {}).get("advisory") else ""),
+        record["verdict"] + (" (advisory)" if record.get("details", {}).get("advisory") else "")
+        + (" (xfail)" if record.get("outcome") == "xfailed" else "")
+        + (" (suspicious gain)" if record.get("details", {}).get("suspicious_gain") else ""),
         size_text(record),
         time_text(record.get("runtime", {})),
         str(record.get("runtime", {}).get("cache", "off")),
@@ -76,5 +78,8 @@ def time_text(runtime: Mapping[str, Any]) -> str:
 
 
 def _value(value: float, relative: bool) -> str:
-    """A drop: in metric units, or in percent for relative and error-rate margins."""
-    return f"{100 * value:+.2f}%" if relative else f"{value:+.4f}"
+    """A drop: in metric units, or in percent for relative and error-rate margins; tiny values
+    (fidelity drops such as 1.4e-05) keep their significant digits instead of reading +0.0000."""
+    if relative:
+        return f"{100 * value:+.2f}%" if value == 0 or abs(value) >= 1e-4 else f"{100 * value:+.2g}%"
+    return f"{value:+.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:+.3g}"

@@ -12,11 +12,17 @@ def plan(discordance: float, margin: float, *, power: float = 0.8, confidence: f
 
     ``n = (z_{1-a} + z_{1-b})^2 (d - drop^2) / (margin - drop)^2`` with ``a = (1 - confidence)/2``
     (the gate holds the upper bound of a two-sided interval), rounded up. ``discordance`` is the
-    share of samples on which the two models disagree in correctness (0/1 metrics), or the
-    per-sample variance of the paired difference for other metrics.
+    share of samples on which the two models disagree in correctness (0/1 metrics): the per-sample
+    difference's variance is then ``discordance - drop^2``. For other metrics, whose per-sample
+    variance is known, use ``samples_for_variance``.
     """
-    if not (math.isfinite(discordance) and discordance >= 0):
-        raise ValueError(f"discordance must be a finite number >= 0, got {discordance!r}")
+    if not (math.isfinite(discordance) and 0 < discordance <= 1):
+        raise ValueError(f"discordance must be a share in (0, 1], got {discordance!r}: with no "
+                         "disagreement there is nothing to resolve; plan on at least 3/n for a "
+                         "pilot of n samples that showed none")
+    if abs(drop) > discordance + 1e-9:  # floating-point slack: drop = (b - c)/n <= (b + c)/n
+        raise ValueError(f"a drop of {drop!r} needs a discordance of at least {abs(drop)!r} "
+                         "(drop = (c - b)/n and discordance = (b + c)/n)")
     _check_fraction("power", power)
     _check_fraction("confidence", confidence)
     if not margin > 0:

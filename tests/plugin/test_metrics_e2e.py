@@ -478,7 +478,7 @@ def test_suspicious_gain_passes_with_a_warning(pytester, example, plugin_args):
         "the two models*",
     ])
     rows = summary_rows(result)
-    assert rows["test_gain.py::test_gain"]["verdict"] == "ship"
+    assert rows["test_gain.py::test_gain"]["verdict"] == "ship (suspicious gain)"  # flagged
 
 
 @pytest.mark.filterwarnings("default::pytest_quantguard.QuantGuardWarning")

@@ -84,7 +84,8 @@ def test_json_report_is_valid_and_identical_serial_and_xdist(runs):
     for report in reports.values():
         validator.validate(report)
         assert report["summary"] == {"comparisons": 5, "ship": 3, "failed": 2,
-                                     "inconclusive": 0, "passed": False}
+                                     "inconclusive": 0, "expected_failures": 0,
+                                     "passed": False}
         assert report["environment"]["execution_providers"]  # asked on the controller
     serial, xdist = ({key: value for key, value in report.items() if key not in VOLATILE}
                      for report in reports.values())
@@ -254,3 +255,24 @@ def test_int8(quant_compare):
                                            "-p", "no:cacheprovider", "--quant-report", "q.json")
     result.assert_outcomes(passed=1)
     assert json.loads((pytester.path / "q.json").read_text())["summary"]["comparisons"] == 1
+
+
+def test_a_policy_set_with_dash_o_is_named_and_collect_only_is_not_a_failure(pytester, example):
+    pytester.makeini("[pytest]\nquant_require_comparisons = 5\nquant_policy_max_drop = 0.01\n")
+    pytester.makepyfile(test_one="""
+def test_int8(quant_compare):
+    quant_compare("models/fp32.onnx", "models/int8.onnx")
+""")
+    collected = pytester.runpytest_subprocess("--quant-data", "prod_val", "--collect-only",
+                                              "-p", "no:cacheprovider")
+    assert collected.ret == pytest.ExitCode.OK
+    result = pytester.runpytest_subprocess(
+        "--quant-data", "prod_val", "-p", "no:cacheprovider", "--quant-report", "q.json",
+        "-o", "quant_require_comparisons=1", "-o", "quant_policy_max_drop=0.5")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*policy set on the command line (-o), not by the project's "
+                                 "config file: quant_policy_max_drop, quant_require_comparisons*"])
+    policy = json.loads((pytester.path / "q.json").read_text())["policy"]
+    assert policy["set_on_command_line"] == ["quant_policy_max_drop", "quant_require_comparisons"]
+    assert (policy["max_drop"], policy["require_comparisons"]) == (0.5, 1)

@@ -31,3 +31,13 @@ def test_always_rounds_up():
 def test_bad_arguments_are_refused(kwargs):
     with pytest.raises(ValueError):
         plan(**kwargs)
+
+
+@pytest.mark.parametrize(("discordance", "drop", "match"), [
+    (0.0, 0.0, r"discordance must be a share in \(0, 1\]"),
+    (1.5, 0.0, r"discordance must be a share in \(0, 1\]"),
+    (0.01, 0.02, r"a drop of 0.02 needs a discordance of at least 0.02"),
+])
+def test_plan_refuses_a_discordance_that_cannot_be(discordance, drop, match):
+    with pytest.raises(ValueError, match=match):
+        plan(discordance, 0.05, drop=drop)
