@@ -374,6 +374,10 @@ def _policy_violations(tolerance: dict[str, Any], sources: dict[str, str], optio
     if least is not None and tolerance["confidence"] < least:
         add("confidence", tolerance["confidence"], least,
             f"is below quant_policy_min_confidence = {least:g}")
+    fewest = options["policy_min_bootstrap"]
+    if fewest is not None and options["bootstrap"] < fewest:
+        add("bootstrap", options["bootstrap"], fewest,
+            f"is below quant_policy_min_bootstrap = {fewest}")
     if not options["policy_allow_point_gate"] and tolerance["gate"] == "point":
         add("gate", "point", "upper", "is not allowed: quant_policy_allow_point_gate = false")
     return found

@@ -218,6 +218,8 @@ INI_KEYS: tuple[IniKey, ...] = (
            "call or option may set"),
     IniKey("policy_allow_point_gate", True, flag, "whether gate='point' (the point estimate "
            "instead of the upper bound) is allowed"),
+    IniKey("policy_min_bootstrap", None, lambda value: None if value in (None, "") else
+           positive_int(value), "the fewest bootstrap resamples (--quant-bootstrap) a run may use"),
     IniKey("require_comparisons", 0, count, "fail the session when fewer comparisons ran (a -k "
            "typo or a skipped gate must not turn the run green)"),
 )

@@ -33,6 +33,9 @@ def test_max_samples_runs_an_advisory_subset():
     assert result.n == 300 and result.details["advisory"] is True
     assert result.details["subset_of"] == 899
     assert "ADVISORY: a --quant-max-samples subset of 300 of the 899 samples" in result.message
+    assert result.data["path"] == str(PROD_VAL)  # still named by its folder, not "in-memory"
+    first_line = result.message.splitlines()[0]
+    assert "prod_val" in first_line and "in-memory" not in first_line
     full = call(FP32, INT2, PROD_VAL, max_samples=5000)  # larger than the set: the whole set
     assert full.n == 899 and "advisory" not in full.details
 

@@ -247,8 +247,10 @@ class ValidationSet:
                                groups=None if groups is None else groups[indices], task=self.task,
                                slices=None if slices is None else slices[indices])
         subset.class_names = self.class_names
-        # the manifest still describes these samples (output, pooling, class_names)
+        # the manifest still describes these samples (output, pooling, class_names), and they
+        # still come from the same folder (reports and messages name it; the digest is the subset's)
         subset.manifest = dict(self.manifest)
+        subset.path = self.path
         return subset
 
 

@@ -28,7 +28,13 @@ def counts(records: list[dict[str, Any]]) -> dict[str, int]:
 
 POLICY_KEYS = ("quant_policy_max_drop", "quant_policy_max_error_increase",
                "quant_policy_min_confidence", "quant_policy_allow_point_gate",
-               "quant_require_comparisons")
+               "quant_policy_min_bootstrap", "quant_require_comparisons")
+
+
+def release_count(records: list[dict[str, Any]]) -> int:
+    """Comparisons that count toward quant_require_comparisons: advisory ones (a
+    --quant-max-samples subset) are not a release verdict."""
+    return sum(not (record.get("details") or {}).get("advisory") for record in records)
 
 
 def command_line_overrides(config: pytest.Config) -> list[str]:
@@ -41,12 +47,15 @@ def command_line_overrides(config: pytest.Config) -> list[str]:
 def policy(options: dict[str, Any], records: list[dict[str, Any]],
            violations: list[dict[str, Any]], overridden: list[str] | None = None) -> dict[str, Any]:
     required = options["require_comparisons"]
+    counted = release_count(records)
     return {"max_drop": options["policy_max_drop"],
             "max_error_increase": options["policy_max_error_increase"],
             "min_confidence": options["policy_min_confidence"],
             "allow_point_gate": options["policy_allow_point_gate"],
-            "require_comparisons": required, "comparisons": len(records),
-            "satisfied": len(records) >= required and not violations,
+            "min_bootstrap": options["policy_min_bootstrap"],
+            "require_comparisons": required, "comparisons": counted,
+            "advisory_comparisons": len(records) - counted,
+            "satisfied": counted >= required and not violations,
             "violations": sorted(violations, key=lambda v: (v["id"], v["key"])),
             "set_on_command_line": list(overridden or [])}
 
@@ -67,10 +76,13 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
     option = config.option
     if any(getattr(option, name, False) for name in ("collectonly", "setupplan", "setuponly")):
         required = 0  # nothing runs: no comparison is expected
-    if len(records) < required:
-        notes.append((f"quantguard: {len(records)} comparison(s) ran, but quant_require_comparisons "
-                      f"= {required}: the session fails (was a gate deselected by -k/-m, skipped, or "
-                      "renamed?)", RED))
+    counted = release_count(records)
+    if counted < required:
+        advisory = len(records) - counted
+        why = (f" ({advisory} more ran on a --quant-max-samples subset: advisory, not counted)"
+               if advisory else " (was a gate deselected by -k/-m, skipped, or renamed?)")
+        notes.append((f"quantguard: {counted} comparison(s) ran, but quant_require_comparisons "
+                      f"= {required}: the session fails{why}", RED))
         _fail(session)
     for violation in stated["violations"]:
         notes.append((f"quantguard: policy violation in {violation['id']}: "
@@ -92,8 +104,8 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
     extra_notes += [f"override in {record['id']}: " + ", ".join(
         f"{item['key']}={item['value']!r} ({item['source']})" for item in record["overrides"])
         for record in records if record.get("overrides")]
-    if len(records) < required:
-        extra_notes.insert(0, f"only {len(records)} comparison(s) ran; quant_require_comparisons "
+    if counted < required:
+        extra_notes.insert(0, f"only {counted} comparison(s) counted; quant_require_comparisons "
                               f"= {required}: the session fails")
     writers = {"report": lambda path: _write_json(config, path, records, options, stated),
                "markdown": lambda path: _write_text(Path(path), _markdown(

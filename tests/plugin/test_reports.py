@@ -276,3 +276,24 @@ def test_int8(quant_compare):
     policy = json.loads((pytester.path / "q.json").read_text())["policy"]
     assert policy["set_on_command_line"] == ["quant_policy_max_drop", "quant_require_comparisons"]
     assert (policy["max_drop"], policy["require_comparisons"]) == (0.5, 1)
+
+
+def test_advisory_subsets_do_not_count_and_too_few_resamples_break_the_policy(pytester, example):
+    pytester.makeini("[pytest]\nquant_require_comparisons = 1\nquant_policy_min_bootstrap = 5000\n")
+    pytester.makepyfile(test_one="""
+def test_int8(quant_compare):
+    quant_compare("models/fp32.onnx", "models/int8.onnx")
+""")
+    subset = pytester.runpytest_subprocess("--quant-data", "prod_val", "-p", "no:cacheprovider",
+                                           "--quant-max-samples", "600", "--quant-report", "q.json")
+    subset.assert_outcomes(passed=1)
+    assert subset.ret == pytest.ExitCode.TESTS_FAILED
+    subset.stdout.fnmatch_lines(["*0 comparison(s) ran, but quant_require_comparisons = 1: the "
+                                 "session fails (1 more ran on a --quant-max-samples subset*"])
+    policy = json.loads((pytester.path / "q.json").read_text())["policy"]
+    assert (policy["comparisons"], policy["advisory_comparisons"]) == (0, 1)
+    few = pytester.runpytest_subprocess("--quant-data", "prod_val", "-p", "no:cacheprovider",
+                                        "--quant-bootstrap", "100")
+    few.assert_outcomes(failed=1)
+    few.stdout.fnmatch_lines(["*bootstrap=100 (set by the project (ini or command line)) is below "
+                              "quant_policy_min_bootstrap = 5000*"])
