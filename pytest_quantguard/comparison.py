@@ -320,6 +320,13 @@ def _plans(wanted: dict[str | None, float], dataset: ValidationSet, options: dic
                 and dataset.manifest.get("pooling") is not None:
             accepted["pooling"] = dataset.manifest["pooling"]
         chosen = probe.configure(accepted)
+        if chosen.task == "classification" and dataset.task in ("regression", "language-model") \
+                and probe.description != "custom metric":
+            suggestion = {"regression": "mae, rmse or r2", "language-model": "perplexity"}
+            raise QuantGuardError(f"{dataset.description}: metric {chosen.name!r} scores class "
+                                  f"predictions, but this set's task is {dataset.task!r}; use "
+                                  f"{suggestion[dataset.task]} (or leave metric unset for the "
+                                  "task's default)")
         if chosen.needs_labels and not dataset.has_labels:
             raise QuantGuardError(f"{dataset.first_file}: metric {chosen.name!r} needs labels, and "
                                   "the validation set has none; save them beside the inputs "

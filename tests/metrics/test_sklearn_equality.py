@@ -411,3 +411,12 @@ def test_mae_on_two_outputs_equals_sklearns_uniform_average(diabetes):
     result = compare(reference, candidate, data=data, metric="mae", **FAST)
     assert result.candidate_score == pytest.approx(
         mean_absolute_error(targets, candidate(diabetes.x)), abs=TOL)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "top3", "macro_f1", "per_class_accuracy"])
+def test_a_class_metric_on_a_regression_set_says_which_metrics_fit(diabetes, metric):
+    with pytest.raises(QuantGuardError, match=rf"metric '{metric}' scores class predictions, but "
+                                              r"this set's task is 'regression'; use mae, rmse "
+                                              r"or r2"):
+        compare(diabetes.reference, diabetes.candidate, data=diabetes.data, metric=metric,
+                **FAST)
