@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import statistics
@@ -43,6 +42,8 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+
+from _machine import load_text, machine_line  # benchmarks/_machine.py (run as scripts)
 
 try:  # Unix only; without it the ru_maxrss column reads n/a
     import resource
@@ -251,10 +252,6 @@ def meminfo() -> dict[str, int]:
     return sizes
 
 
-def load_text() -> str:
-    return " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-
-
 def version(name: str) -> str:
     try:
         return metadata.version(name)
@@ -263,21 +260,12 @@ def version(name: str) -> str:
 
 
 def machine_info() -> list[str]:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     memory = meminfo()
     total, available = memory.get("MemTotal"), memory.get("MemAvailable")
     memory_text = ("n/a" if total is None or available is None
                    else f"{total / 2**30:.1f} GiB total, {available / 2**30:.1f} GiB available")
     return [
-        f"- machine: {platform.system()} {platform.machine()}, {model}; cpu_count {os.cpu_count()} "
-        f"(usable {usable}); memory {memory_text}; load average at start (1/5/15 min) {load_text()}",
+        machine_line(f"; memory {memory_text}"),
         f"- python {platform.python_version()}, numpy {version('numpy')}, onnxruntime "
         f"{version('onnxruntime')}, pytest-quantguard {version('pytest-quantguard')}",
     ]

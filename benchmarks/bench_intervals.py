@@ -32,6 +32,7 @@ import tracemalloc
 
 import numpy as np
 import scipy
+from _machine import load_text, machine_line  # benchmarks/_machine.py (run as scripts)
 from scipy import stats
 
 import pytest_quantguard
@@ -374,18 +375,8 @@ def log(message: str) -> None:
 
 
 def machine_info() -> list[str]:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return [
-        f"- machine: {platform.system()} {platform.machine()}, {model}; cpu_count {os.cpu_count()} "
-        f"(usable {usable}); load average at start (1/5/15 min) {load}",
+        machine_line(),
         f"- python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
         f"pytest_quantguard {pytest_quantguard.__version__}",
         f"- {RESAMPLES:,} resamples, confidence {CONFIDENCE}, seeded rng; scipy.stats.bootstrap with "
@@ -488,7 +479,7 @@ def main() -> None:
     largest = max(n for n in sizes if n <= percentile_max)
     batches = ", ".join(f"{LABELS[f]} {scipy_batch(f, largest)}"
                         for f in (ACCURACY, MACRO_F1, CONTINUOUS))
-    load = " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    load = load_text()
     print()
     print(f"- ours: best of {args.repeat} for calls under {REPEAT_BELOW_SECONDS:.0f} s, one run "
           "otherwise; scipy cells the same. The accuracy time includes counting (b, c) from the "

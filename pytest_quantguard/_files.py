@@ -1,9 +1,13 @@
-"""Small file helpers shared by the data and runner rooms: how paths are shown, how files are hashed."""
+"""Small file helpers shared by the data, runner and report rooms: how paths are shown, how files
+are hashed, how files are written."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def shown(path: Path | str, base: Path | None = None) -> str:
@@ -20,3 +24,23 @@ def hash_file(digest: Any, path: Path) -> None:
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
+
+
+def write_atomically(path: Path | str, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write a file through ``write(stream)`` into a temporary file beside ``path``, then rename it
+    over ``path``: a reader (or a crash) never sees half a file. Parent folders are created; the
+    file's permissions follow the umask; the temporary file is removed on any failure, and the
+    ``OSError`` (or the writer's own error) propagates."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+    try:
+        with temporary.open("xb") as stream:  # opened by name ("x": never an existing file)
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path

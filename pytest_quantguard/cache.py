@@ -17,14 +17,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pytest_quantguard._files import write_atomically
 
 ENTRY_VERSION = 1
 LIBRARIES = ("pytest-quantguard", "numpy", "onnxruntime", "onnxruntime-gpu", "torch")
@@ -90,14 +90,6 @@ class ReferenceCache:
 
     @staticmethod
     def _write(path: Path, records: np.ndarray) -> None:
-        temporary = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-            with os.fdopen(handle, "wb") as file:
-                np.save(file, records, allow_pickle=False)
-            os.replace(temporary, path)
-        except OSError:  # a read-only or full disk costs the cache, never the comparison
-            if temporary is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
+        # a read-only or full disk costs the cache, never the comparison
+        with contextlib.suppress(OSError):
+            write_atomically(path, lambda file: np.save(file, records, allow_pickle=False))

@@ -23,6 +23,7 @@ from pytest_quantguard.metrics import Context, Metric, get_metric
 from pytest_quantguard.metrics.base import require_margin
 from pytest_quantguard.metrics.regression import REGRESSION_CAUTION
 from pytest_quantguard.metrics.scores import SEVERITY, BinaryScores, PerClassScores, breakdown
+from pytest_quantguard.reports.terminal import drop_text
 from pytest_quantguard.runners import Runner, make_runner
 from pytest_quantguard.stats import derive_rng
 from pytest_quantguard.stats.families import MIN_GROUPS
@@ -450,10 +451,10 @@ def _discordant(scores, records: dict[str, Any], labels: np.ndarray | None,
 
     reference, candidate = records["reference"], records["candidate"]
     values: tuple[np.ndarray, np.ndarray] | None = None
+    right = scores.correctness()
     if isinstance(scores, families.AgreementScores):
         index, order = np.flatnonzero(scores.agree == 0), "index"
-    elif scores.correctness() is not None:
-        right = scores.correctness()
+    elif right is not None:
         index, order = np.flatnonzero(right[0] != right[1]), "index"
     elif isinstance(scores, (families.MeanScores, families.R2Scores)):
         change = (np.abs(scores.candidate_errors) - np.abs(scores.reference_errors)
@@ -724,7 +725,7 @@ def _message(facts: dict[str, Any]) -> str:
         lines.append(f"  error rate: reference {1 - facts['reference_score']:.4f}, candidate "
                      f"{1 - facts['candidate_score']:.4f} (max_error_increase: the candidate's "
                      f"error rate may be at most {1 + facts['max_drop']:g}x the reference's)")
-    shown = f"[{_signed(low)}, {_signed(high)}]" if margin == "absolute" else \
+    shown = f"[{drop_text(low)}, {drop_text(high)}]" if margin == "absolute" else \
         f"[{fmt(low)}, {fmt(high)}]"
     analytic = facts["method"] in ("linearized", "linearized-cluster", "wilson")
     lines.append(f"  {what} {fmt(facts['drop'])}, {level} interval {shown} ({facts['method']}"
@@ -785,11 +786,6 @@ def _message(facts: dict[str, Any]) -> str:
     else:
         lines.append(f"  remedy: {REMEDIES[facts['verdict']]}")
     return "\n".join(lines)
-
-
-def _signed(value: float) -> str:
-    """A signed bound: 4 decimals, or 3 significant digits for tiny values (1.3e-05 is not 0)."""
-    return f"{value:+.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:+.3g}"
 
 
 def _score_texts(reference: float, candidate: float) -> tuple[str, str]:

@@ -255,7 +255,7 @@ def quant_compare(request: pytest.FixtureRequest):
                 item.stash.setdefault(VIOLATIONS_KEY, []).extend(violations)
                 raise QuantGuardError("the project's policy forbids this: " + "; ".join(
                     violation["message"] for violation in violations))
-            overrides = [{"key": key, "value": _builtin(tolerance.get(key)), "source": source}
+            overrides = [{"key": key, "value": tolerance.get(key), "source": source}
                          for key, source in sorted(sources.items()) if key in TOLERANCE_KEYS]
             if "max_error_increase" in tolerance:
                 # its unit is not the project's: only a qat_limit given beside it applies
@@ -337,12 +337,6 @@ def _record(item: pytest.Item, comparison, overrides: list[dict[str, Any]], juni
         item.user_properties.extend(junit_properties(record))  # JUnit reads the item's list
 
 
-def _builtin(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _builtin(item) for key, item in value.items()}
-    return value
-
-
 def _policy_violations(tolerance: dict[str, Any], sources: dict[str, str], options: dict[str, Any],
                        nodeid: str) -> list[dict[str, Any]]:
     """Where the effective tolerance asks for more than the project's policy allows. The policy
@@ -351,7 +345,7 @@ def _policy_violations(tolerance: dict[str, Any], sources: dict[str, str], optio
 
     def add(key: str, value: Any, limit: Any, rule: str) -> None:
         source = sources.get(key, "project (ini or command line)")
-        found.append({"id": nodeid, "key": key, "value": _builtin(value), "limit": limit,
+        found.append({"id": nodeid, "key": key, "value": value, "limit": limit,
                       "source": source,
                       "message": f"{key}={value!r} (set by the {source}) {rule}"})
 

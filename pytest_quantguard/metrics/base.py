@@ -11,7 +11,7 @@ metric's family, which knows how to give both models' scores, the drop and its i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,6 +156,3 @@ def require_margin(metric_name: str, margin: str, offered: tuple[str, ...]) -> N
                  "error-increase": "max_error_increase"}
         raise QuantGuardError(f"metric {metric_name!r} does not offer {names[margin]}; it offers "
                               f"{', '.join(names[m] for m in offered)}")
-
-
-Reducer = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]

@@ -4,7 +4,6 @@ comparison record, written atomically. Its shape is the shipped JSON Schema
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import json
 import math
@@ -13,12 +12,12 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pytest_quantguard._files import write_atomically
 from pytest_quantguard.errors import QuantGuardError
 
 SCHEMA_VERSION = 1
@@ -163,34 +162,15 @@ def write_json(path: Path, report: Mapping[str, Any]) -> None:
                               "infinite, which strict JSON cannot hold") from None
     except TypeError as error:
         raise QuantGuardError(f"cannot write the quantguard JSON report {path}: {error}") from None
-    temporary = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                                 suffix=".tmp")
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is too private for an artefact
-        os.replace(temporary, path)
-        temporary = None
+        write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
     except OSError as error:
         reason = error.strerror or str(error)
-        if error.filename and str(error.filename) not in (str(path), str(temporary)):
+        if error.filename and str(error.filename) != str(path) and \
+                not str(error.filename).endswith(".tmp"):
             reason += f" ({error.filename})"
         raise QuantGuardError(f"cannot write the quantguard JSON report {path}: {reason}; choose "
                               "another path for --quant-report") from None
-    finally:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _first_non_finite(value: Any, where: str) -> str | None:

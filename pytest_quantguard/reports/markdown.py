@@ -8,9 +8,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from pytest_quantguard.reports.json_report import summary
+from pytest_quantguard.reports.terminal import size_text, time_text
+
 # the table's order: what blocks a release first, then what needs a look, then what ships
 VERDICT_ORDER = {"stay-fp16": 0, "try-qat": 1, "inconclusive": 2, "ship": 3}
-FAILED = ("stay-fp16", "try-qat")
 COLUMNS = ("verdict", "test", "metric", "reference", "candidate", "drop", "interval", "n", "size",
            "time per sample")
 SHOWN_SLICES = 3  # rows of "classes / slices that lost most" per comparison that did not ship
@@ -51,19 +53,13 @@ def markdown_report(records: Sequence[Mapping[str, Any]], *, title: str = "Quant
 
 def _summary(records: Sequence[Mapping[str, Any]], inconclusive: str,
              policy_satisfied: bool = True) -> str:
-    count = len(records)
-    ship = sum(r["verdict"] == "ship" for r in records)
-    failed = sum(r["verdict"] in FAILED for r in records)
-    unsure = sum(r["verdict"] == "inconclusive" for r in records)
-    expected = sum(r["verdict"] != "ship" and r.get("outcome") == "xfailed" for r in records)
-    failing = sum(r["verdict"] in FAILED and r.get("outcome") != "xfailed" for r in records)
-    open_ = sum(r["verdict"] == "inconclusive" and r.get("outcome") != "xfailed" for r in records)
-    passes = failing == 0 and (open_ == 0 or inconclusive == "warn") and policy_satisfied
+    tally = summary(records, inconclusive=inconclusive, policy_satisfied=policy_satisfied)
+    count, expected = tally["comparisons"], tally["expected_failures"]
     extra = f" ({expected} in tests marked as expected failures)" if expected else ""
     policy = "" if policy_satisfied else " (the project's policy is not met: see the notes)"
-    return (f"{count} comparison{'s' if count != 1 else ''}: {ship} ship, {failed} failed, "
-            f"{unsure} inconclusive{extra}; **the gate {'passes' if passes else 'fails'}**"
-            f"{policy}.")
+    return (f"{count} comparison{'s' if count != 1 else ''}: {tally['ship']} ship, "
+            f"{tally['failed']} failed, {tally['inconclusive']} inconclusive{extra}; **the gate "
+            f"{'passes' if tally['passed'] else 'fails'}**{policy}.")
 
 
 def _table(records: Sequence[Mapping[str, Any]], inconclusive: str) -> list[str]:
@@ -141,30 +137,11 @@ def _plain(value: float) -> str:
 
 
 def _size(cost: Mapping[str, Any]) -> str:
-    reference, candidate = cost.get("reference_bytes"), cost.get("candidate_bytes")
-    if reference is None and candidate is None:
-        return "—"
-    shown = f"{_bytes(reference)} → {_bytes(candidate)}"
-    if cost.get("compression") is not None:
-        shown += f" ({cost['compression']:.2f}×)"
-    return shown
-
-
-def _bytes(count: int | None) -> str:
-    if count is None:
-        return "?"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if count >= size:
-            return f"{count / size:.3g} {unit}"
-    return f"{count} B"
+    return size_text(cost, arrow="→", times="×", none="—")
 
 
 def _times(runtime: Mapping[str, Any]) -> str:
-    reference, candidate = runtime.get("reference_ms_per_sample"), runtime.get("candidate_ms_per_sample")
-    if candidate is None:
-        return "—"
-    shown = "reused" if reference is None else f"{reference:.3g} ms"
-    return f"{shown} → {candidate:.3g} ms"
+    return time_text(runtime, arrow="→", unit=" ms", none="—")
 
 
 def _lost(record: Mapping[str, Any]) -> list[str]:

@@ -8,11 +8,11 @@ pyplot, so no GUI backend is chosen and nothing global changes.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_quantguard._files import write_atomically
 from pytest_quantguard.errors import MissingBackendError, QuantGuardError
 from pytest_quantguard.reports.markdown import by_severity
 
@@ -123,15 +123,6 @@ def save_plot(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]
     """Write the forest plot as a PNG at ``path`` atomically (a temporary file in the same
     folder, then ``os.replace``), so a reader never sees half an image."""
     figure = forest_plot(records)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # opened by name ("x": never an existing file) so the umask applies, unlike mkstemp's 0600
-    temporary = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-    try:
-        with temporary.open("xb") as stream:
-            figure.savefig(stream, format="png", dpi=dpi, bbox_inches="tight")  # long ids
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    # a tight bounding box: long test ids are not clipped
+    return write_atomically(path, lambda stream: figure.savefig(stream, format="png", dpi=dpi,
+                                                                bbox_inches="tight"))

@@ -13,17 +13,11 @@ from typing import Any
 import pytest
 
 from pytest_quantguard import __version__
+from pytest_quantguard._files import write_atomically
 from pytest_quantguard.errors import QuantGuardError
 
 RED = {"red": True, "bold": True}
 PLAIN: dict[str, bool] = {}
-
-
-def counts(records: list[dict[str, Any]]) -> dict[str, int]:
-    verdicts = [record["verdict"] for record in records]
-    return {"comparisons": len(records), "ship": verdicts.count("ship"),
-            "failed": verdicts.count("try-qat") + verdicts.count("stay-fp16"),
-            "inconclusive": verdicts.count("inconclusive")}
 
 
 POLICY_KEYS = ("quant_policy_max_drop", "quant_policy_max_error_increase",
@@ -107,10 +101,12 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
     if counted < required:
         extra_notes.insert(0, f"only {counted} comparison(s) counted; quant_require_comparisons "
                               f"= {required}: the session fails")
-    writers = {"report": lambda path: _write_json(config, path, records, options, stated),
-               "markdown": lambda path: _write_text(Path(path), _markdown(
-                   records, extra_notes, options, stated["satisfied"])),
-               "plot": lambda path: _plot(records, Path(path))}
+    markdown = _markdown(records, extra_notes, options, stated["satisfied"])
+    writers = {
+        "report": lambda path: _write_json(config, path, records, options, stated),
+        "markdown": lambda path: write_atomically(
+            path, lambda stream: stream.write((markdown + "\n").encode("utf-8"))),
+        "plot": lambda path: _plot(records, path)}
     for key, path in wanted:
         try:
             writers[key](path)
@@ -122,7 +118,7 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
     if summary_file:
         try:
             with open(summary_file, "a", encoding="utf-8") as handle:
-                handle.write(_markdown(records, extra_notes, options, stated["satisfied"]) + "\n")
+                handle.write(markdown + "\n")
         except OSError as error:
             notes.append((f"quantguard: could not append to $GITHUB_STEP_SUMMARY "
                           f"({summary_file}): {error}", RED))
@@ -142,7 +138,9 @@ def _suite_properties(config: pytest.Config, records, options, stated) -> None:
     xml = config.stash.get(xml_key, None)
     if xml is None:  # no --junitxml (or a worker: the XML object lives on the controller)
         return
-    tally = counts(records)
+    from pytest_quantguard.reports.json_report import summary
+
+    tally = summary(records)  # the same counts as the JSON report's summary
     properties = {
         "quant.run.comparisons": tally["comparisons"], "quant.run.ship": tally["ship"],
         "quant.run.failed": tally["failed"], "quant.run.inconclusive": tally["inconclusive"],
@@ -190,15 +188,3 @@ def _plot(records, path: Path) -> None:
     from pytest_quantguard.reports.plot import save_plot
 
     save_plot(records, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Atomically: a temporary file beside the target, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()

@@ -34,12 +34,12 @@ def _row(record: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
         record["metric"],
         f"{record['reference']['score']:.4f}",
         f"{record['candidate']['score']:.4f}",
-        _value(record["drop"], relative),
-        f"[{_value(interval['low'], relative)}, {_value(interval['high'], relative)}] {level}",
+        drop_text(record["drop"], relative),
+        f"[{drop_text(interval['low'], relative)}, {drop_text(interval['high'], relative)}] {level}",
         record["verdict"] + (" (advisory)" if record.get("details", {}).get("advisory") else "")
         + (" (xfail)" if record.get("outcome") == "xfailed" else "")
         + (" (suspicious gain)" if record.get("details", {}).get("suspicious_gain") else ""),
-        size_text(record),
+        size_text(record.get("cost") or {}),
         time_text(record.get("runtime", {})),
         str(record.get("runtime", {}).get("cache", "off")),
     )
@@ -55,29 +55,32 @@ def human_bytes(count: int | None) -> str:
     return f"{count} B"
 
 
-def size_text(record: Mapping[str, Any]) -> str:
-    """'154 KB -> 46.6 KB (3.3x)': both models' file sizes and the compression."""
-    cost = record.get("cost") or {}
-    if not cost.get("reference_bytes") and not cost.get("candidate_bytes"):
-        return "-"
-    text = f"{human_bytes(cost.get('reference_bytes'))} -> {human_bytes(cost.get('candidate_bytes'))}"
+def size_text(cost: Mapping[str, Any], arrow: str = "->", times: str = "x",
+              none: str = "-") -> str:
+    """'154 KB -> 46.6 KB (3.31x)': both models' file sizes and the compression (the terminal's
+    ASCII by default; the Markdown report passes its own arrow and sign)."""
+    reference, candidate = cost.get("reference_bytes"), cost.get("candidate_bytes")
+    if not reference and not candidate:
+        return none
+    text = f"{human_bytes(reference)} {arrow} {human_bytes(candidate)}"
     if cost.get("compression"):
-        text += f" ({cost['compression']:.2g}x)"
+        text += f" ({cost['compression']:.2f}{times})"
     return text
 
 
-def time_text(runtime: Mapping[str, Any]) -> str:
-    """Inference milliseconds per sample, reference -> candidate ('cached' when the reference's
+def time_text(runtime: Mapping[str, Any], arrow: str = "->", unit: str = "",
+              none: str = "-") -> str:
+    """Inference milliseconds per sample, reference -> candidate ('reused' when the reference's
     outputs were reused: from the cache, or from an earlier comparison in this run)."""
     candidate = runtime.get("candidate_ms_per_sample")
     if candidate is None:
-        return "-"
+        return none
     reference = runtime.get("reference_ms_per_sample")
-    shown = "reused" if reference is None else f"{reference:.3g}"
-    return f"{shown} -> {candidate:.3g}"
+    shown = "reused" if reference is None else f"{reference:.3g}{unit}"
+    return f"{shown} {arrow} {candidate:.3g}{unit}"
 
 
-def _value(value: float, relative: bool) -> str:
+def drop_text(value: float, relative: bool = False) -> str:
     """A drop: in metric units, or in percent for relative and error-rate margins; tiny values
     (fidelity drops such as 1.4e-05) keep their significant digits instead of reading +0.0000."""
     if relative:

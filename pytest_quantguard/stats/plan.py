@@ -23,12 +23,7 @@ def plan(discordance: float, margin: float, *, power: float = 0.8, confidence: f
     if abs(drop) > discordance + 1e-9:  # floating-point slack: drop = (b - c)/n <= (b + c)/n
         raise ValueError(f"a drop of {drop!r} needs a discordance of at least {abs(drop)!r} "
                          "(drop = (c - b)/n and discordance = (b + c)/n)")
-    _check_fraction("power", power)
-    _check_fraction("confidence", confidence)
-    if not margin > 0:
-        raise ValueError(f"margin must be > 0, got {margin!r}")
-    if not drop < margin:
-        raise ValueError(f"drop must be below the margin ({margin!r}), got {drop!r}")
+    # power, confidence, margin and drop < margin are checked there
     return samples_for_variance(max(discordance - drop * drop, 0.0), margin, power=power,
                                 confidence=confidence, drop=drop)
 

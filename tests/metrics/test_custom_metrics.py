@@ -20,8 +20,9 @@ FAST = dict(resamples=2000)
 
 @pytest.fixture(autouse=True)
 def own_registry(monkeypatch):
-    """Each test registers into a copy of the module-level registry, dropped afterwards."""
-    monkeypatch.setattr(metrics_module, "_CUSTOM", dict(metrics_module._CUSTOM))
+    """Each test registers into its own empty registry, dropped afterwards."""
+    # empty: metrics that in-process pytester sessions registered earlier stay out too
+    monkeypatch.setattr(metrics_module, "_CUSTOM", {})
 
 
 @pytest.fixture(scope="module")

@@ -563,3 +563,4 @@ def test_bad_metrics_markers_error_at_setup_naming_the_key(pytester, example):
         "*test_unknown_metric*",
         "quantguard: unknown metric 'macro_f2'; available: *",
     ])
+
