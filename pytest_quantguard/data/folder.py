@@ -40,14 +40,13 @@ from pytest_quantguard.data.validation_set import (
     check_token_shapes,
 )
 from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.vocabulary import POOLINGS
 
 __all__ = ["MANIFEST_NAME", "load_folder"]
 
 # Every manifest key of SPEC §3; anything else is an error naming the file.
 MANIFEST_KEYS = ("task", "inputs", "labels", "groups", "slices", "class_names", "output",
                  "label_column", "pooling", "preprocess")
-# How label-free fidelity reduces per-token embeddings / hidden states to one vector per sample.
-POOLINGS = ("mean", "max", "first", "last")
 FORMATS = {"npz": ".npz shards", "npy": ".npy arrays", "csv": "CSV tables",
            "images": "image class folders"}
 NPZ_HOWTO = "np.savez(folder / 'shard_0.npz', inputs=x, labels=y)"

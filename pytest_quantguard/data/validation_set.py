@@ -13,11 +13,11 @@ import numpy as np
 
 from pytest_quantguard._files import shown
 from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.vocabulary import TASKS
 
 if TYPE_CHECKING:
     from pytest_quantguard.data.preprocess import Preprocess
 
-TASKS = ("classification", "regression", "language-model", "fidelity")
 LANGUAGE_MODEL = "language-model"
 # The label of a token position the loss ignores (PyTorch's and Hugging Face's ignore_index).
 IGNORE_INDEX = -100

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pytest_quantguard.data.folder import POOLINGS  # the manifest key's values, checked there
+from pytest_quantguard.vocabulary import POOLINGS  # the manifest key's values, checked in data/
 from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.metrics.base import Metric, Scores
 from pytest_quantguard.metrics.classification import predicted_classes, predicted_records
