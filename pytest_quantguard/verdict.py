@@ -22,6 +22,26 @@ class Verdict(enum.StrEnum):
     STAY_FP16 = "stay-fp16"
     INCONCLUSIVE = "inconclusive"
 
+    @property
+    def severity(self) -> int:
+        """How bad the verdict is: ship 0 < inconclusive 1 < try-qat 2 < stay-fp16 3. Orders every
+        report (worst first) and picks the worst of several comparisons or slices."""
+        return _SEVERITY[self]
+
+    @property
+    def failed(self) -> bool:
+        """Whether the gate fails on it: every verdict but ship (the fixture may turn an
+        inconclusive one into a warning with quant_inconclusive = warn)."""
+        return self is not Verdict.SHIP
+
+
+_SEVERITY = {Verdict.SHIP: 0, Verdict.INCONCLUSIVE: 1, Verdict.TRY_QAT: 2, Verdict.STAY_FP16: 3}
+
+
+def severity(verdict: str) -> int:
+    """``Verdict(verdict).severity`` for a verdict stored as text (a record, a slice row)."""
+    return Verdict(verdict).severity
+
 
 @dataclass(frozen=True)
 class Decision:
