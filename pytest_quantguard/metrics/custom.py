@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from pytest_quantguard.vocabulary import TASKS
 from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.metrics.base import Metric, Scores
 from pytest_quantguard.metrics.scores import BinaryScores, CorpusScores, MeanScores
+from pytest_quantguard.vocabulary import TASKS
 
 
 def _call(name: str, function: Callable, *args: Any) -> Any:

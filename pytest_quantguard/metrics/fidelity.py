@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pytest_quantguard.vocabulary import POOLINGS  # the manifest key's values, checked in data/
 from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.metrics.base import Metric, Scores
 from pytest_quantguard.metrics.classification import predicted_classes, predicted_records
 from pytest_quantguard.metrics.language import token_mask
 from pytest_quantguard.metrics.scores import AgreementScores, DistanceScores
+from pytest_quantguard.vocabulary import POOLINGS  # the manifest key's values, checked in data/
 
 
 @dataclass(frozen=True)
