@@ -15,8 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from pytest_quantguard.data.source import MANIFEST_NAME, FileDigest, Loaded, natural_key
-from pytest_quantguard.data.validation_set import DEFAULT_INPUT_NAME, Part
+from pytest_quantguard.data.source import (
+    DEFAULT_INPUT_NAME,
+    MANIFEST_NAME,
+    FileDigest,
+    Loaded,
+    Part,
+    natural_key,
+    read_bytes,
+)
 from pytest_quantguard.errors import MissingBackendError, QuantGuardError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -48,7 +55,7 @@ def load_images(folder: Path, classes: list[Path], manifest: dict[str, Any],
     first: tuple[Path, tuple[int, int], str] | None = None
     for path in classes:
         for file in sorted((p for p in path.iterdir() if is_image(p)), key=natural_key):
-            data = _read(file)
+            data = read_bytes(file)
             digest.add_bytes(file, data)
             size, mode = _inspect(image_module, file, data)
             if first is None:
@@ -100,13 +107,6 @@ def _ordered(folder: Path, classes: list[Path], class_names: list[str] | None) -
                               f"class_names of {folder / MANIFEST_NAME} ({class_names}); add it there "
                               "or rename the folder")
     return sorted(classes, key=lambda path: class_names.index(path.name))
-
-
-def _read(file: Path) -> bytes:
-    try:
-        return file.read_bytes()
-    except OSError as error:
-        raise QuantGuardError(f"{file}: could not be read ({error})") from None
 
 
 def _inspect(image_module: Any, file: Path, data: bytes) -> tuple[tuple[int, int], str]:

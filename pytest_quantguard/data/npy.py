@@ -15,22 +15,22 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from pytest_quantguard.data.checks import (
+    LANGUAGE_MODEL,
+    check_groups,
+    check_label_header,
+    check_labels,
+    check_slices,
+    check_token_shapes,
+)
 from pytest_quantguard.data.source import (
+    DEFAULT_INPUT_NAME,
     DEFAULT_LABEL_NAME,
     MANIFEST_NAME,
     FileDigest,
     Loaded,
-    listing,
-)
-from pytest_quantguard.data.validation_set import (
-    DEFAULT_INPUT_NAME,
-    LANGUAGE_MODEL,
     Part,
-    _check_labels,
-    check_groups,
-    check_label_header,
-    check_slices,
-    check_token_shapes,
+    listing,
 )
 from pytest_quantguard.errors import QuantGuardError
 
@@ -129,8 +129,8 @@ def load_npy(folder: Path, manifest: dict[str, Any], digest: FileDigest) -> Load
 
     def load(with_inputs: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         arrays = {name: array.open() for name, array in inputs.items()} if with_inputs else {}
-        return arrays, None if labels is None else _check_labels(labels.read(), n, str(labels.file),
-                                                                 task)
+        return arrays, None if labels is None else check_labels(labels.read(), n, str(labels.file),
+                                                                task)
 
     def stream(batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         readers = {name: array.rows(batch_size) for name, array in inputs.items()}

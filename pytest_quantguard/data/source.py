@@ -1,24 +1,47 @@
-"""What every folder format hands back, and the digest they all feed (SPEC §3)."""
+"""What every folder format hands back (parts of the set that load on demand), and the digest they
+all feed (docs/data.md: formats, digests)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pytest_quantguard._files import hash_file
-from pytest_quantguard.data.validation_set import Part
+from pytest_quantguard.errors import QuantGuardError
 
 MANIFEST_NAME = "quantguard.toml"
+DEFAULT_INPUT_NAME = "inputs"
 DEFAULT_LABEL_NAME = "labels"
+
+
+@dataclass(frozen=True)
+class Part:
+    """A piece of the set that loads on demand (one shard file, or the in-memory arrays)."""
+
+    n: int
+    origin: str
+    # load(with_inputs) -> (inputs, labels); with_inputs=False may skip reading the inputs
+    load: Callable[[bool], tuple[dict[str, np.ndarray], np.ndarray | None]]
+    # load_groups() -> the group id of each sample (None: the set has no groups)
+    load_groups: Callable[[], np.ndarray] | None = None
+    # stream(batch_size) -> the inputs of consecutive batches, each read on its own (memory-mapped
+    # arrays, images); None: batches are sliced from load(True)
+    stream: Callable[[int], Iterator[dict[str, np.ndarray]]] | None = None
+    # load_slices() -> the slice label of each sample (None: the set has no slices)
+    load_slices: Callable[[], np.ndarray] | None = None
 
 
 @dataclass
 class Loaded:
-    """One format's view of a folder: its parts in load order, input names and per-sample shapes."""
+    """One format's view of a folder (or of in-memory arrays): its parts in load order, input names
+    and per-sample shapes."""
 
     parts: list[Part]
     input_names: list[str]
@@ -67,3 +90,11 @@ def listing(paths: list[Path], limit: int = 8) -> str:
     names = [path.name for path in paths[:limit]]
     more = f", … ({len(paths) - limit} more)" if len(paths) > limit else ""
     return (", ".join(names) + more) if names else "nothing"
+
+
+def read_bytes(file: Path) -> bytes:
+    """A whole file (a CSV table, an image), or an error naming it."""
+    try:
+        return file.read_bytes()
+    except OSError as error:
+        raise QuantGuardError(f"{file}: could not be read ({error})") from None

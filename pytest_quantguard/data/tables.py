@@ -16,8 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from pytest_quantguard.data.source import MANIFEST_NAME, FileDigest, Loaded
-from pytest_quantguard.data.validation_set import DEFAULT_INPUT_NAME, Part, check_groups, check_slices
+from pytest_quantguard.data.checks import check_groups, check_slices
+from pytest_quantguard.data.source import (
+    DEFAULT_INPUT_NAME,
+    MANIFEST_NAME,
+    FileDigest,
+    Loaded,
+    Part,
+    read_bytes,
+)
 from pytest_quantguard.errors import QuantGuardError
 
 DEFAULT_LABEL_COLUMN = "label"
@@ -55,7 +62,7 @@ def load_csv(folder: Path, files: list[Path], manifest: dict[str, Any], digest: 
     columns: Columns | None = None
     parts = []
     for file in files:
-        data = _read(file)
+        data = read_bytes(file)
         digest.add_bytes(file, data)
         table = parse_table(file, data)
         if columns is None:
@@ -223,7 +230,7 @@ def _labels(table: Table, column: str, class_names: tuple[str, ...] | None) -> n
 def _loader(file: Path, columns: Columns):
     def load(with_inputs: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """Re-read the table (only the label column is converted when ``with_inputs`` is False)."""
-        features, labels = _arrays(parse_table(file, _read(file)), columns, with_inputs=with_inputs)
+        features, labels = _arrays(parse_table(file, read_bytes(file)), columns, with_inputs=with_inputs)
         return ({DEFAULT_INPUT_NAME: features} if features is not None else {}), labels
 
     return load
@@ -233,18 +240,11 @@ def _column_loader(file: Path, columns: Columns, column: str,
                    check: Callable[[np.ndarray, int, str], np.ndarray]):
     """Re-read one per-sample text column (groups, slices) and check it."""
     def load_column() -> np.ndarray:
-        table = parse_table(file, _read(file))
+        table = parse_table(file, read_bytes(file))
         _check_header(table, columns)
         return check(_text_column(table, column), len(table.rows), f"{file} [{column}]")
 
     return load_column
-
-
-def _read(file: Path) -> bytes:
-    try:
-        return file.read_bytes()
-    except OSError as error:
-        raise QuantGuardError(f"{file}: could not be read ({error})") from None
 
 
 def _looks_numeric(cells: list[str]) -> bool:

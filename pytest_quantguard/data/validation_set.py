@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,16 +12,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pytest_quantguard._files import shown
+from pytest_quantguard.data.checks import (
+    LANGUAGE_MODEL,
+    check_groups,
+    check_labels,
+    check_slices,
+    check_token_shapes,
+    resolve_task,
+)
+from pytest_quantguard.data.source import DEFAULT_INPUT_NAME, Loaded, Part
 from pytest_quantguard.errors import QuantGuardError
-from pytest_quantguard.vocabulary import TASKS
 
 if TYPE_CHECKING:
     from pytest_quantguard.data.preprocess import Preprocess
 
-LANGUAGE_MODEL = "language-model"
-# The label of a token position the loss ignores (PyTorch's and Hugging Face's ignore_index).
-IGNORE_INDEX = -100
-DEFAULT_INPUT_NAME = "inputs"
 # Samples per batch when the set is scanned for itself (duplicate rows), not for a model.
 SCAN_BATCH_SIZE = 1024
 
@@ -43,29 +47,12 @@ class Batch:
         return len(self.ids)
 
 
-@dataclass(frozen=True)
-class Part:
-    """A piece of the set that loads on demand (one shard file, or the in-memory arrays)."""
-
-    n: int
-    origin: str
-    # load(with_inputs) -> (inputs, labels); with_inputs=False may skip reading the inputs
-    load: Callable[[bool], tuple[dict[str, np.ndarray], np.ndarray | None]]
-    # load_groups() -> the group id of each sample (None: the set has no groups)
-    load_groups: Callable[[], np.ndarray] | None = None
-    # stream(batch_size) -> the inputs of consecutive batches, each read on its own (memory-mapped
-    # arrays, images); None: batches are sliced from load(True)
-    stream: Callable[[int], Iterator[dict[str, np.ndarray]]] | None = None
-    # load_slices() -> the slice label of each sample (None: the set has no slices)
-    load_slices: Callable[[], np.ndarray] | None = None
-
-
 class ValidationSet:
     """The validation samples: inputs (an array or named arrays), optional labels, a task.
 
     Build one from arrays (``ValidationSet(inputs, labels)``) or from a folder
-    (``ValidationSet.from_folder(path)``, see SPEC §3: .npz shards, memory-mapped .npy arrays, CSV
-    tables, image class folders). Folder sets load part by part; ``batches()`` applies the
+    (``ValidationSet.from_folder(path)``, see docs/data.md: .npz shards, memory-mapped .npy arrays,
+    CSV tables, image class folders). Folder sets load part by part; ``batches()`` applies the
     manifest's ``[preprocess]``; ``duplicate_count()`` says how many samples repeat. ``groups``
     (cluster ids) and ``slices`` (a label such as "camera=night" per sample) are optional.
     """
@@ -75,9 +62,9 @@ class ValidationSet:
                  slices: np.ndarray | Sequence[str | int] | None = None):
         named = _named_inputs(inputs, "ValidationSet(inputs=...)")
         n = _common_length(named, "ValidationSet(inputs=...)")
-        task = _resolve_task(task, labels is not None, "ValidationSet(task=...)")
+        task = resolve_task(task, labels is not None, "ValidationSet(task=...)")
         if labels is not None:
-            labels = _check_labels(np.asarray(labels), n, "ValidationSet(labels=...)", task)
+            labels = check_labels(np.asarray(labels), n, "ValidationSet(labels=...)", task)
         if task == LANGUAGE_MODEL:
             check_token_shapes({name: array.shape for name, array in named.items()},
                                None if labels is None else labels.shape, "ValidationSet(...)")
@@ -89,33 +76,23 @@ class ValidationSet:
         for name, array in (("labels", labels), ("groups", groups), ("slices", slices)):
             if array is not None:
                 arrays.append((name, array))
-        self._init(parts=[Part(n, "in-memory arrays", lambda _inputs=True: (named, labels),
-                               None if groups is None else (lambda: groups),
-                               load_slices=None if slices is None else (lambda: slices))],
-                   input_names=list(named), has_labels=labels is not None, task=task,
-                   digest=_arrays_digest(arrays), path=None, manifest={})
+        part = Part(n, "in-memory arrays", lambda _inputs=True: (named, labels),
+                    None if groups is None else (lambda: groups),
+                    load_slices=None if slices is None else (lambda: slices))
+        self._init(Loaded(parts=[part], input_names=list(named), has_labels=labels is not None,
+                          sample_shapes={name: array.shape[1:] for name, array in named.items()}),
+                   task=task, digest=_arrays_digest(arrays), path=None, manifest={})
 
-    @classmethod
-    def _from_parts(cls, *, parts: Sequence[Part], input_names: list[str], has_labels: bool,
-                    task: str, digest: str, path: Path, manifest: dict[str, Any],
-                    preprocess: Preprocess | None = None,
-                    class_names: list[str] | None = None) -> ValidationSet:
-        self = cls.__new__(cls)
-        self._init(parts=parts, input_names=input_names, has_labels=has_labels, task=task,
-                   digest=digest, path=path, manifest=manifest, preprocess=preprocess,
-                   class_names=class_names)
-        return self
-
-    def _init(self, *, parts, input_names, has_labels, task, digest, path, manifest,
-              preprocess=None, class_names=None) -> None:
-        self._parts = list(parts)
+    def _init(self, loaded: Loaded, *, task: str, digest: str, path: Path | None,
+              manifest: dict[str, Any], preprocess: Preprocess | None = None) -> None:
+        self._parts = list(loaded.parts)
         self.n = sum(part.n for part in self._parts)
         if self.n == 0:
             where = path if path is not None else "the in-memory arrays"
             raise QuantGuardError(f"{where}: the validation set is empty (0 samples); "
                                   "give it at least one sample")
-        self.input_names = input_names
-        self.has_labels = has_labels
+        self.input_names = loaded.input_names
+        self.has_labels = loaded.has_labels
         self.task = task
         self.digest = digest
         self.path = path
@@ -123,7 +100,7 @@ class ValidationSet:
         # the manifest's [preprocess], applied to every batch (None: inputs as stored)
         self.preprocess: Preprocess | None = preprocess
         # class index -> name (manifest class_names, or the class folders of an image folder)
-        self.class_names: list[str] | None = class_names
+        self.class_names: list[str] | None = loaded.class_names
         self._duplicates: int | None = None
         groups = self.groups
         self.n_groups: int | None = None if groups is None else len(np.unique(groups))
@@ -133,9 +110,16 @@ class ValidationSet:
 
     @classmethod
     def from_folder(cls, path: str | os.PathLike[str]) -> ValidationSet:
-        from pytest_quantguard.data.folder import load_folder
+        """The set in a folder (or one .npz or .csv file): read, checked and digested now, its
+        samples loaded part by part when batches are asked for."""
+        from pytest_quantguard.data.folder import read_folder
 
-        return load_folder(Path(path))
+        folder = read_folder(Path(path))
+        self = cls.__new__(cls)
+        self._init(folder.loaded, task=folder.task, digest=folder.digest, path=folder.path,
+                   manifest=folder.manifest, preprocess=folder.preprocess)
+        folder.check_label_range()
+        return self
 
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "in-memory"
@@ -254,8 +238,14 @@ class ValidationSet:
         return subset
 
 
+def load_folder(path: str | os.PathLike[str]) -> ValidationSet:
+    """The set in a folder: ``ValidationSet.from_folder(path)``."""
+    return ValidationSet.from_folder(path)
+
+
 def as_validation_set(data: Any, *, base_dir: Path | None = None) -> ValidationSet:
-    """Accept what SPEC §3 allows: a folder, a ValidationSet, ``(inputs, labels)`` or ``inputs``."""
+    """Accept what ``data=`` takes (docs/data.md): a folder, a ValidationSet, ``(inputs, labels)``
+    or ``inputs``."""
     if isinstance(data, ValidationSet):
         return data
     if isinstance(data, (str, os.PathLike)):
@@ -298,118 +288,8 @@ def _common_length(named: Mapping[str, np.ndarray], where: str) -> int:
     return next(iter(lengths.values()))
 
 
-def _check_labels(labels: np.ndarray, n: int, where: str, task: str | None = None) -> np.ndarray:
-    """Labels for ``n`` samples: 1-D (an (n, 1) column is squeezed), or for a language model
-    integer token ids of shape (n, seq_len) with ``IGNORE_INDEX`` where ignored."""
-    if labels.dtype.hasobject:
-        raise QuantGuardError(f"{where}: an object array; give numeric labels (integers for classes)")
-    check_label_header(labels.shape, labels.dtype, n, where, task, fix="give")
-    if task == LANGUAGE_MODEL:
-        bad = (labels < 0) & (labels != IGNORE_INDEX)
-        if bad.any():
-            raise QuantGuardError(f"{where}: label {labels[bad][0].item()} is not a token id; "
-                                  f"language-model labels are token ids >= 0, or {IGNORE_INDEX} "
-                                  "where a position is ignored")
-    elif labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    return labels
-
-
-def check_label_header(shape: tuple[int, ...], dtype: np.dtype, n: int, where: str,
-                       task: str | None, fix: str = "save") -> None:
-    """What the labels' shape and dtype alone tell (a .npy header is enough): one row per sample,
-    1-D (or (n, 1)), or (n, seq_len) integers for a language model."""
-    if task == LANGUAGE_MODEL:
-        if len(shape) != 2:
-            raise QuantGuardError(f"{where}: language-model labels are per-token targets of shape "
-                                  f"(samples, seq_len), got shape {list(shape)}; {fix} one target "
-                                  f"token id per input position ({IGNORE_INDEX} where ignored)")
-        if not np.issubdtype(dtype, np.integer):
-            raise QuantGuardError(f"{where}: language-model labels must be integer token ids, got "
-                                  f"{dtype}; {fix} them as int64 ({IGNORE_INDEX} where ignored)")
-    elif task == "regression" and len(shape) == 2:
-        pass  # k targets per sample (multi-output regression)
-    elif len(shape) != 1 and tuple(shape[1:]) != (1,):
-        hint = (f' (per-token targets of a language model? set task = "{LANGUAGE_MODEL}"; k '
-                'regression targets per sample? set task = "regression")'
-                if len(shape) == 2 else "")
-        raise QuantGuardError(f"{where}: labels must be 1-D (one per sample), got shape "
-                              f"{list(shape)}{hint}")
-    count = shape[0] if shape else 0
-    if count != n:
-        raise QuantGuardError(f"{where}: {count} labels for {n} input samples; {fix} exactly one "
-                              "label per input sample")
-
-
-def check_token_shapes(input_shapes: Mapping[str, tuple[int, ...]], label_shape: tuple[int, ...] | None,
-                       where: str) -> None:
-    """Language-model arrays line up: ``input_ids`` is (samples, seq_len), and ``attention_mask``
-    and the per-token labels have its shape. Sets without ``input_ids`` are not checked."""
-    ids = input_shapes.get("input_ids")
-    if ids is None:
-        return
-    if len(ids) != 2:
-        raise QuantGuardError(f"{where}: input_ids has shape {list(ids)}; language-model inputs are "
-                              "token ids of shape (samples, seq_len)")
-    mask = input_shapes.get("attention_mask")
-    if mask is not None and tuple(mask) != tuple(ids):
-        raise QuantGuardError(f"{where}: attention_mask has shape {list(mask)} but input_ids has "
-                              f"{list(ids)}; give one mask value per token")
-    if label_shape is not None and tuple(label_shape) != tuple(ids):
-        raise QuantGuardError(f"{where}: labels have shape {list(label_shape)} but input_ids has "
-                              f"{list(ids)}; language-model labels are one target token id per input "
-                              f"position ({IGNORE_INDEX} where ignored)")
-
-
-def check_groups(groups: np.ndarray, n: int, where: str) -> np.ndarray:
-    """Group ids: one per sample, integers or strings (never floats with NaN, never objects)."""
-    if groups.dtype.hasobject:
-        raise QuantGuardError(f"{where}: an object array; give group ids as integers or strings")
-    if groups.ndim != 1 or len(groups) != n:
-        raise QuantGuardError(f"{where}: groups must be 1-D with one id per sample ({n}), got shape "
-                              f"{list(groups.shape)}")
-    if np.issubdtype(groups.dtype, np.floating) and not np.isfinite(groups).all():
-        raise QuantGuardError(f"{where}: NaN or Inf among the group ids; give every sample its group")
-    return groups
-
-
-def check_slices(slices: np.ndarray, n: int, where: str) -> np.ndarray:
-    """Slice labels: one per sample, strings or integers (bytes are decoded as UTF-8 to str; never
-    objects, never NaN)."""
-    if slices.dtype.hasobject:
-        raise QuantGuardError(f"{where}: an object array; give slice labels as strings or integers "
-                              "(e.g. np.asarray(slices, dtype=str))")
-    if slices.ndim != 1 or len(slices) != n:
-        raise QuantGuardError(f"{where}: slices must be 1-D with one label per sample ({n}), got shape "
-                              f"{list(slices.shape)}")
-    kind = slices.dtype.kind
-    if kind == "S":
-        try:
-            return np.char.decode(slices, "utf-8")
-        except UnicodeDecodeError:
-            raise QuantGuardError(f"{where}: slice labels are bytes that are not UTF-8 text; save "
-                                  "them as str (e.g. np.asarray(slices, dtype=str))") from None
-    if kind == "T":  # numpy's variable-width StringDType
-        return slices.astype(str)
-    if kind == "f" and not np.isfinite(slices).all():
-        raise QuantGuardError(f"{where}: NaN or Inf among the slice labels; give every sample its "
-                              'slice (e.g. "unknown")')
-    if kind not in "biufU":
-        raise QuantGuardError(f"{where}: slice labels of dtype {slices.dtype}; give strings (e.g. "
-                              '"camera=night") or integers')
-    return slices
-
-
-def _resolve_task(task: str | None, has_labels: bool, where: str) -> str:
-    if task is None:
-        return "classification" if has_labels else "fidelity"
-    if task not in TASKS:
-        raise QuantGuardError(f"{where}: unknown task {task!r}; use one of {', '.join(TASKS)}")
-    return task
-
-
 def _arrays_digest(arrays: Sequence[tuple[str, np.ndarray]]) -> str:
-    """sha256 over each array's name, dtype, shape and bytes (SPEC §3, in-memory data), in order."""
+    """sha256 over each array's name, dtype, shape and bytes (docs/data.md: digests), in order."""
     digest = hashlib.sha256()
     for name, array in arrays:
         array = np.ascontiguousarray(array)

@@ -1,0 +1,133 @@
+"""The checks every way of giving a validation set shares: labels, token shapes, groups, slices, task.
+
+In-memory arrays (``ValidationSet(...)``) and each folder format run the same checks, so a bad
+array fails with the same message wherever it comes from (docs/data.md: groups, slices, language-
+model data). Some checks read only an array's shape and dtype (a ``.npy`` header is enough).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.vocabulary import TASKS
+
+LANGUAGE_MODEL = "language-model"
+# The label of a token position the loss ignores (PyTorch's and Hugging Face's ignore_index).
+IGNORE_INDEX = -100
+
+__all__ = ["IGNORE_INDEX", "LANGUAGE_MODEL", "check_groups", "check_label_header", "check_labels",
+           "check_slices", "check_token_shapes", "resolve_task"]
+
+
+def resolve_task(task: str | None, has_labels: bool, where: str) -> str:
+    """The task given, or the default: classification with labels, fidelity without."""
+    if task is None:
+        return "classification" if has_labels else "fidelity"
+    if task not in TASKS:
+        raise QuantGuardError(f"{where}: unknown task {task!r}; use one of {', '.join(TASKS)}")
+    return task
+
+
+def check_labels(labels: np.ndarray, n: int, where: str, task: str | None = None) -> np.ndarray:
+    """Labels for ``n`` samples: 1-D (an (n, 1) column is squeezed), or for a language model
+    integer token ids of shape (n, seq_len) with ``IGNORE_INDEX`` where ignored."""
+    if labels.dtype.hasobject:
+        raise QuantGuardError(f"{where}: an object array; give numeric labels (integers for classes)")
+    check_label_header(labels.shape, labels.dtype, n, where, task, fix="give")
+    if task == LANGUAGE_MODEL:
+        bad = (labels < 0) & (labels != IGNORE_INDEX)
+        if bad.any():
+            raise QuantGuardError(f"{where}: label {labels[bad][0].item()} is not a token id; "
+                                  f"language-model labels are token ids >= 0, or {IGNORE_INDEX} "
+                                  "where a position is ignored")
+    elif labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    return labels
+
+
+def check_label_header(shape: tuple[int, ...], dtype: np.dtype, n: int, where: str,
+                       task: str | None, fix: str = "save") -> None:
+    """What the labels' shape and dtype alone tell (a .npy header is enough): one row per sample,
+    1-D (or (n, 1)), or (n, seq_len) integers for a language model."""
+    if task == LANGUAGE_MODEL:
+        if len(shape) != 2:
+            raise QuantGuardError(f"{where}: language-model labels are per-token targets of shape "
+                                  f"(samples, seq_len), got shape {list(shape)}; {fix} one target "
+                                  f"token id per input position ({IGNORE_INDEX} where ignored)")
+        if not np.issubdtype(dtype, np.integer):
+            raise QuantGuardError(f"{where}: language-model labels must be integer token ids, got "
+                                  f"{dtype}; {fix} them as int64 ({IGNORE_INDEX} where ignored)")
+    elif task == "regression" and len(shape) == 2:
+        pass  # k targets per sample (multi-output regression)
+    elif len(shape) != 1 and tuple(shape[1:]) != (1,):
+        hint = (f' (per-token targets of a language model? set task = "{LANGUAGE_MODEL}"; k '
+                'regression targets per sample? set task = "regression")'
+                if len(shape) == 2 else "")
+        raise QuantGuardError(f"{where}: labels must be 1-D (one per sample), got shape "
+                              f"{list(shape)}{hint}")
+    count = shape[0] if shape else 0
+    if count != n:
+        raise QuantGuardError(f"{where}: {count} labels for {n} input samples; {fix} exactly one "
+                              "label per input sample")
+
+
+def check_token_shapes(input_shapes: Mapping[str, tuple[int, ...]], label_shape: tuple[int, ...] | None,
+                       where: str) -> None:
+    """Language-model arrays line up: ``input_ids`` is (samples, seq_len), and ``attention_mask``
+    and the per-token labels have its shape. Sets without ``input_ids`` are not checked."""
+    ids = input_shapes.get("input_ids")
+    if ids is None:
+        return
+    if len(ids) != 2:
+        raise QuantGuardError(f"{where}: input_ids has shape {list(ids)}; language-model inputs are "
+                              "token ids of shape (samples, seq_len)")
+    mask = input_shapes.get("attention_mask")
+    if mask is not None and tuple(mask) != tuple(ids):
+        raise QuantGuardError(f"{where}: attention_mask has shape {list(mask)} but input_ids has "
+                              f"{list(ids)}; give one mask value per token")
+    if label_shape is not None and tuple(label_shape) != tuple(ids):
+        raise QuantGuardError(f"{where}: labels have shape {list(label_shape)} but input_ids has "
+                              f"{list(ids)}; language-model labels are one target token id per input "
+                              f"position ({IGNORE_INDEX} where ignored)")
+
+
+def check_groups(groups: np.ndarray, n: int, where: str) -> np.ndarray:
+    """Group ids: one per sample, integers or strings (never floats with NaN, never objects)."""
+    if groups.dtype.hasobject:
+        raise QuantGuardError(f"{where}: an object array; give group ids as integers or strings")
+    if groups.ndim != 1 or len(groups) != n:
+        raise QuantGuardError(f"{where}: groups must be 1-D with one id per sample ({n}), got shape "
+                              f"{list(groups.shape)}")
+    if np.issubdtype(groups.dtype, np.floating) and not np.isfinite(groups).all():
+        raise QuantGuardError(f"{where}: NaN or Inf among the group ids; give every sample its group")
+    return groups
+
+
+def check_slices(slices: np.ndarray, n: int, where: str) -> np.ndarray:
+    """Slice labels: one per sample, strings or integers (bytes are decoded as UTF-8 to str; never
+    objects, never NaN)."""
+    if slices.dtype.hasobject:
+        raise QuantGuardError(f"{where}: an object array; give slice labels as strings or integers "
+                              "(e.g. np.asarray(slices, dtype=str))")
+    if slices.ndim != 1 or len(slices) != n:
+        raise QuantGuardError(f"{where}: slices must be 1-D with one label per sample ({n}), got shape "
+                              f"{list(slices.shape)}")
+    kind = slices.dtype.kind
+    if kind == "S":
+        try:
+            return np.char.decode(slices, "utf-8")
+        except UnicodeDecodeError:
+            raise QuantGuardError(f"{where}: slice labels are bytes that are not UTF-8 text; save "
+                                  "them as str (e.g. np.asarray(slices, dtype=str))") from None
+    if kind == "T":  # numpy's variable-width StringDType
+        return slices.astype(str)
+    if kind == "f" and not np.isfinite(slices).all():
+        raise QuantGuardError(f"{where}: NaN or Inf among the slice labels; give every sample its "
+                              'slice (e.g. "unknown")')
+    if kind not in "biufU":
+        raise QuantGuardError(f"{where}: slice labels of dtype {slices.dtype}; give strings (e.g. "
+                              '"camera=night") or integers')
+    return slices
