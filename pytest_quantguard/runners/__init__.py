@@ -25,6 +25,13 @@ TORCH_CLASSES = {("torch.nn.modules.module", "Module"),
 
 @runtime_checkable
 class Runner(Protocol):
+    """What the pipe runs: a callable on a batch, plus the model's identity for caching and reports.
+
+    Runners may also have ``notes: tuple[str, ...]``, what a verdict on this model does not cover
+    (e.g. FP16 arithmetic run in FP32 on the CPU). It is optional, not a member of the protocol, so
+    that a user's object without it is still a runner: read it with ``getattr(runner, "notes", ())``.
+    """
+
     description: str
     path: str | None
     sha256: str | None
@@ -35,8 +42,8 @@ class Runner(Protocol):
 
 def make_runner(model: Any, *, base_dir: Path | None = None, role: str = "model",
                 device: str = "cpu") -> Runner:
-    """A runner for what SPEC §2 "Models" accepts: a model file path, a torch model, or a callable
-    on a batch; ``device`` ("cpu" or "cuda") picks the ONNX provider or the torch device."""
+    """A runner for what docs/models.md says a model can be: a model file path, a torch model, or
+    a callable on a batch; ``device`` ("cpu" or "cuda") picks the ONNX provider or the torch device."""
     if isinstance(model, Runner):
         return model
     if isinstance(model, (str, os.PathLike)):
@@ -93,6 +100,22 @@ def pad_rows(array: np.ndarray, size: int) -> np.ndarray:
     if len(array) == size:
         return array
     return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
+
+
+def run_in_fixed_batches(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+                         inputs: dict[str, np.ndarray], size: int | None) -> dict[str, np.ndarray]:
+    """``run(inputs)`` for a model whose batch dimension is fixed at ``size`` (None: any size):
+    the rows go through in chunks of ``size``, the last one padded, and the padding's rows of
+    every output are sliced off before the chunks' outputs are concatenated."""
+    n = len(next(iter(inputs.values())))
+    if size is None or n == size:
+        return run(inputs)
+    parts = []
+    for start in range(0, n, size):
+        chunk = {name: pad_rows(array[start:start + size], size) for name, array in inputs.items()}
+        stop = min(size, n - start)
+        parts.append({name: value[:stop] for name, value in run(chunk).items()})
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def first_line(error: BaseException) -> str:

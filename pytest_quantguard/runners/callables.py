@@ -19,6 +19,7 @@ class CallableRunner:
     path = None
     sha256 = None
     nbytes = None
+    notes: tuple[str, ...] = ()
 
     def __init__(self, function: Callable[[Any], Any]):
         self.function = function

@@ -1,10 +1,31 @@
-"""A runner that keeps one of another runner's outputs (``quant_model(model, output=...)``)."""
+"""A runner that keeps one of another runner's outputs (``quant_model(model, output=...)``), and
+the rule for choosing an output by name or index."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from pytest_quantguard.errors import QuantGuardError
+
+
+def choose_output(outputs: Mapping[str, Any], output: str | int | None, what: str,
+                  hint: str = "") -> str:
+    """The name of the output that ``output`` picks: a name, an index in output order, or None for
+    the first. ``what`` names the model in the error; ``hint`` ends the unknown-name error."""
+    names = list(outputs)
+    if output is None:
+        return names[0]
+    if isinstance(output, int):
+        if output >= len(names):
+            raise QuantGuardError(f"{what}: output={output} is out of range; the model has "
+                                  f"{len(names)} output(s): {names}")
+        return names[output]
+    if output in outputs:
+        return output
+    raise QuantGuardError(f"{what}: no output named {output!r}; its outputs are {names}{hint}")
 
 
 class SelectedOutput:
@@ -23,19 +44,14 @@ class SelectedOutput:
         self.nbytes = runner.nbytes
         self.settings = {"inner": getattr(runner, "settings", None), "output": output}
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The wrapped runner's notes (none when it has no ``notes``: see ``Runner``)."""
+        return tuple(getattr(self.runner, "notes", ()))
+
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.runner(inputs)
-        names = list(outputs)
-        if isinstance(self.output, int):
-            if self.output >= len(names):
-                raise QuantGuardError(f"{self.runner.description}: output={self.output} is out of "
-                                      f"range; the model has {len(names)} output(s): {names}")
-            name = names[self.output]
-        elif self.output in outputs:
-            name = self.output
-        else:
-            raise QuantGuardError(f"{self.runner.description}: no output named {self.output!r}; "
-                                  f"its outputs are {names}")
+        name = choose_output(outputs, self.output, self.runner.description)
         return {name: outputs[name]}
 
     def __getattr__(self, name: str):  # e.g. fp16_on_cpu, inputs: the wrapped runner's

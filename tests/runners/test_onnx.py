@@ -376,6 +376,7 @@ def test_fp16_model_matches_fp32_and_is_flagged_on_cpu(tmp_path, digits, weights
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, fp32({"inputs": inputs})["y"], atol=1e-2)
     assert fp16.fp16_on_cpu and not fp32.fp16_on_cpu
+    assert fp16.notes == (FP16_ON_CPU_NOTE,) and fp32.notes == ()
     assert "CPU runs FP16 models in FP32" in FP16_ON_CPU_NOTE
     result = compare(fp32, fp16, data=(inputs, labels))
     assert result.reference_score > 0.85 and abs(result.drop) < 0.01

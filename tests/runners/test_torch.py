@@ -139,7 +139,7 @@ def test_module_runner_equals_direct_forward(model, digits, expected):
     out = runner({"inputs": digits[0]})
     assert list(out) == ["output_0"] and out["output_0"].dtype == np.float32
     np.testing.assert_array_equal(out["output_0"], expected)
-    assert runner.description.endswith("MLP") and runner.path is None
+    assert runner.description.endswith("MLP") and runner.path is None and runner.notes == ()
     assert runner.nbytes == sum(p.numel() * 4 for p in model.parameters())
     assert (expected.argmax(1) == digits[1]).mean() > 0.95  # the fixture really learned digits
 
@@ -379,7 +379,7 @@ def _replace_expressions(node, text: str) -> None:
     ("Max(1, FloorDiv(s0, 2))", True), ("s0.__class__", False), ("eval(chr(115))", False),
     ("Symbol('os.system')", False), ("[s0 for s0 in ()]", False)])
 def test_shape_expression_check(text, plain):
-    from pytest_quantguard.runners.torch import _plain_expression
+    from pytest_quantguard.runners.torch_load import _plain_expression
 
     assert _plain_expression(text) is plain
 
@@ -387,7 +387,7 @@ def test_shape_expression_check(text, plain):
 def test_one_torch_thread_per_xdist_worker(monkeypatch):
     import torch
 
-    from pytest_quantguard.runners.torch import _one_thread_under_xdist
+    from pytest_quantguard.runners.torch_load import _one_thread_under_xdist
 
     before = torch.get_num_threads()
     try:
