@@ -5,18 +5,18 @@
     python benchmarks/coverage.py --jobs 2              # cells spread over 2 processes
     python benchmarks/coverage.py --resume cells.jsonl  # rerun after a stop: finished cells kept
     python benchmarks/coverage.py --family agreement --family rmse-absolute --family cosine \
-        --family per-class --family corpus --family top-k   # issue 5's families
+        --family per-class --family corpus --family top-k   # through the metrics' Scores
 
-The generators, cells and harness are ``pytest_quantguard.stats.simulation`` (the same the CI
+The generators, cells and harness are ``pytest_quantguard.simulation`` (the same the CI
 tests in ``tests/stats/test_coverage_families.py`` gate with 1000 sets and 2000 resamples); each
 cell's seed derives from 12345 and its parameters, so the CI's sets are this run's first ones.
 Prints one Markdown table per family: coverage, false-ship rate P(true drop > U), mean width and
-PASS/FAIL against coverage >= 0.93 and false ship <= 0.04 (statistics.md §8). Rows marked
+PASS/FAIL against coverage >= 0.93 and false ship <= 0.04 (docs/intervals.md, "Coverage"). Rows marked
 "reported" are not gated (heavy-tailed errors, the heaviest-skewed cosines, the i.i.d. interval on
 grouped data, the plain percentile bootstrap inside the widened 0/1 interval). Per-class rows are
 an intersection-union gate: the reported (worst-class) interval is gated on its false-ship rate
 only (every class shipped although one lost the margin), the degraded class's own interval on
-both. Issue 5's families run through their ``Scores`` classes, as compare() evaluates them; the
+both. The metric families run through their ``Scores`` classes, as compare() evaluates them; the
 custom corpus metric calls its Python function on every resample, so it runs at most 2000
 resamples (its percentile interval needs no more). Monte Carlo SE with 2000 sets: about 0.005
 on a coverage of 0.95 and 0.0035 on a 2.5% tail. Progress (one line per cell) goes to stderr.
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pytest_quantguard.stats import simulation
-from pytest_quantguard.stats.simulation import MAX_FALSE_SHIP, MIN_COVERAGE, Cell, CellResult
+from pytest_quantguard import simulation
+from pytest_quantguard.simulation import MAX_FALSE_SHIP, MIN_COVERAGE, Cell, CellResult
 
 VIEWS = {"bootstrap": simulation.bootstrap_view, "degraded class": simulation.degraded_class_view}
 
@@ -138,12 +138,12 @@ FAMILIES = {
             binary_rows),
     "0/1-ratio": ("0/1 metrics, relative and error-increase drops (paired_ratio_interval)",
                   binary_ratio_rows),
-    "macro-F1": ("macro-F1 drop, statistics.md §6.3 set-up (true drop 2.395 pt), BCa over patterns "
+    "macro-F1": ("macro-F1 drop, MACRO_F1_* set-up (true drop 2.395 pt), BCa over patterns "
                  "(+ studentized while the rarest class has < 100 samples)", macro_f1_rows),
     "regression": ("relative MAE / RMSE drop, e_cand = e_ref + N(0, 0.3²), BCa on the log ratio "
                    "(t3 rows: reported, not gated)", regression_rows),
     "R²": ("absolute R² drop, noise 0.3, Var(y) = 4 (true drop 0.0225), BCa", r2_rows),
-    "perplexity": ("perplexity increase, statistics.md §6.4 set-up, linearized document-clustered SE",
+    "perplexity": ("perplexity increase, perplexity_documents set-up, linearized document-clustered SE",
                    perplexity_rows),
     "grouped": ("grouped mean difference, ICC 0.3, drop 0.1: cluster BCa vs i.i.d. BCa (reported)",
                 grouped_rows),

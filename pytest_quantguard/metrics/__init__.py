@@ -1,10 +1,11 @@
 """Metrics: what one sample's score is, which direction is worse, and how its interval is made.
 
-The registry maps SPEC §2's canonical names (and user metrics from ``register_metric`` or the
+The registry maps the built-in metric names (and user metrics from ``register_metric`` or the
 ``pytest_quantguard_register_metrics`` hook) to ``Metric`` objects. A metric declares its
 direction, kind, interval method, default ``relative`` and the margins it offers; its family's
-``Scores`` (``metrics.scores``) computes the scores, the drop and the interval. New families
-(e.g. detection mAP) add a ``Metric`` subclass and a ``Scores`` class: nothing here changes.
+``Scores`` (beside it in its module; all of them by name in ``metrics.scores``) computes the
+scores, the drop and the interval. New families (e.g. detection mAP) add a ``Metric`` subclass
+and a ``Scores`` class (docs/contributing.md): nothing here changes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_quantguard.errors import QuantGuardError
-from pytest_quantguard.metrics.base import Context, Evaluation, Metric, Scores
+from pytest_quantguard.metrics.base import Context, Discordance, Evaluation, Metric, Scores, Sizing
 from pytest_quantguard.metrics.classification import ACCURACY, MACRO_F1, PER_CLASS_ACCURACY, top_k
 from pytest_quantguard.metrics.custom import make_metric
 from pytest_quantguard.metrics.fidelity import AGREEMENT, COSINE, REL_ERROR
@@ -29,7 +30,7 @@ BUILT_IN: dict[str, Metric] = {
 _CUSTOM: dict[str, Metric] = {}
 TASK_DEFAULTS = {"classification": "accuracy", "regression": "rmse", "fidelity": "agreement",
                  "language-model": "perplexity"}
-LATER = ("map50", "map50_95")  # SPEC §2 (later): detection
+LATER = ("map50", "map50_95")  # detection: named, not yet implemented
 _TOP_K = re.compile(r"top([1-9][0-9]*)")
 
 
@@ -81,5 +82,5 @@ def get_metric(name: str | None, task: str, options: dict[str, Any] | None = Non
     return metric.configure(options or {})
 
 
-__all__ = ["Context", "Evaluation", "Metric", "Scores", "available", "get_metric",
-           "register_metric"]
+__all__ = ["Context", "Discordance", "Evaluation", "Metric", "Scores", "Sizing", "available",
+           "get_metric", "register_metric"]

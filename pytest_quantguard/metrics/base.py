@@ -18,21 +18,73 @@ from typing import Any
 import numpy as np
 
 from pytest_quantguard.errors import QuantGuardError
-from pytest_quantguard.stats.paired_binary import IntervalResult
+from pytest_quantguard.stats.result import IntervalResult
 
 KINDS = ("binary", "continuous", "corpus", "grouped")
 MARGINS = ("absolute", "relative", "error-increase")
+# tasks whose labels are not classes (targets, tokens): a metric of class predictions cannot score them
+_CLASS_FREE_TASKS = ("regression", "language-model")
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """What an "inconclusive" verdict's remedy is sized from (docs/verdict.md, "Remedies"): the
+    ``units`` the drop was measured on (``unit`` names them), and either the discordance (0/1
+    metrics: the share of units the two models disagree on) or the per-unit variance of the
+    linearized drop."""
+
+    units: int
+    unit: str = "samples"
+    discordance: float | None = None
+    variance: float | None = None
+
+
+def variance_sizing(details: Mapping[str, Any], n: int) -> Sizing:
+    """The sizing of a sums-engine interval (its details hold ``unit_variance``): in groups when
+    the groups were resampled, else in the ``n`` samples."""
+    if "groups" in details:
+        return Sizing(details["groups"], unit="groups", variance=details["unit_variance"])
+    return Sizing(n, variance=details["unit_variance"])
+
+
+def discordance_sizing(reference_only: int, candidate_only: int, n: int,
+                       unit: str = "samples") -> Sizing:
+    """The sizing of a 0/1 comparison of ``n`` samples: the share where the models disagree."""
+    return Sizing(n, unit=unit, discordance=(reference_only + candidate_only) / n)
+
+
+@dataclass(frozen=True, eq=False)
+class Discordance:
+    """The samples a reviewer looks at: ``index`` (sample indices, in report order), how they are
+    ordered (``"index"`` or ``"largest change"``), and the per-sample values to show for the
+    reference and the candidate (None: the models' raw records)."""
+
+    index: np.ndarray
+    order: str
+    values: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def largest_change(changed: np.ndarray, badness: np.ndarray,
+                   values: tuple[np.ndarray, np.ndarray] | None = None) -> Discordance:
+    """The samples where ``changed`` (a mask) holds, worst ``badness`` first (ties in sample
+    order)."""
+    index = np.flatnonzero(changed)
+    return Discordance(index[np.argsort(-badness[index], kind="stable")], "largest change", values)
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Both models' scores, the drop on the margin's scale and its interval."""
+    """Both models' scores, the drop on the margin's scale and its interval; the notes every
+    comparison of it carries, and what an inconclusive verdict's remedy is sized from (None: the
+    family cannot size it)."""
 
     reference_score: float
     candidate_score: float
     drop: float
     interval: IntervalResult
     details: dict[str, Any] = field(default_factory=dict)  # family figures (b, c, per class...)
+    notes: tuple[str, ...] = ()
+    sizing: Sizing | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +102,11 @@ class Context:
     qat_limit: float = 0.03
     gate: str = "upper"
 
+    @property
+    def resampling(self) -> dict[str, Any]:
+        """The keywords every interval builder takes: confidence, resamples and the stream."""
+        return dict(confidence=self.confidence, resamples=self.resamples, rng=self.rng)
+
 
 class Scores:
     """Per-sample (or per-document) figures of both models for one metric family."""
@@ -64,12 +121,20 @@ class Scores:
         raise NotImplementedError
 
     def digest_arrays(self) -> tuple[np.ndarray, ...]:
-        """The arrays the random stream is seeded from (SPEC §1: both models' per-sample scores)."""
+        """The arrays the random stream is seeded from: both models' per-sample scores."""
         raise NotImplementedError
 
     def correctness(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Per-sample 0/1 correctness of both models, where the family has it (per-class view)."""
         return None
+
+    def discordance(self) -> Discordance | None:
+        """The samples whose outcome differs between the models; by default those where exactly
+        one model is right (families with ``correctness``), in sample order; None without it."""
+        right = self.correctness()
+        if right is None:
+            return None
+        return Discordance(np.flatnonzero(right[0] != right[1]), "index")
 
 
 @dataclass(frozen=True)
@@ -106,6 +171,24 @@ class Metric:
             return self.name
         return self.name + "(" + ",".join(f"{k}={v!r}" for k, v in sorted(self.options.items())) + ")"
 
+    @property
+    def points(self) -> bool:
+        """Whether an absolute drop is shown in points: scores in [0, 1] (0/1 metrics)."""
+        return self.kind == "binary"
+
+    def fits_task(self, task: str) -> bool:
+        """Whether the metric can score a validation set of ``task``: a metric of class predictions
+        cannot score regression targets or language-model tokens."""
+        return not (self.task == "classification" and task in _CLASS_FREE_TASKS)
+
+    def check_options(self) -> None:
+        """Raise now what would be raised later about a missing or bad required option."""
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Notes every comparison of this metric carries (e.g. a caution about its task)."""
+        return ()
+
     def reduce(self, output: np.ndarray, labels: np.ndarray | None, batch: Any) -> np.ndarray:
         """A batch of one model's prediction output -> one record (row) per sample."""
         raise NotImplementedError
@@ -122,7 +205,7 @@ class Metric:
 
 
 def squeeze_trailing(output: np.ndarray) -> np.ndarray:
-    """A trailing output axis of size 1 is squeezed (SPEC §2 Metrics)."""
+    """A trailing output axis of size 1 is squeezed."""
     return output[..., 0] if output.ndim >= 2 and output.shape[-1] == 1 else output
 
 
@@ -137,7 +220,7 @@ def integer_labels(labels: np.ndarray) -> np.ndarray:
 
 def relative_change(reference: float, candidate: float, higher_is_better: bool, name: str,
                     where: str) -> float:
-    """cand/ref - 1 in the worse direction (SPEC §1)."""
+    """cand/ref - 1 in the worse direction (docs/verdict.md, "Margins")."""
     if reference == 0.0:
         raise QuantGuardError(f"{where}: the reference's {name} is 0, so a relative drop is "
                               "undefined; use relative=False")

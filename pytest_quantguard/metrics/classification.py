@@ -1,14 +1,44 @@
-"""Classification metrics on class scores (logits or probabilities) and integer labels."""
+"""Classification metrics on class scores (logits or probabilities) and integer labels, and their
+families' ``Scores``.
+
+| family | scores | interval |
+|---|---|---|
+| ``BinaryScores`` (accuracy, top-k, 0/1) | mean of 0/1 | ``percentile+tango``, ``tango-score`` |
+| ``MacroF1Scores`` | scikit-learn's macro F1 | ``bca`` over pattern counts |
+| ``PerClassScores`` | each class's accuracy, the worst class reported | per class, as ``BinaryScores`` |
+
+With groups every family resamples groups (``cluster-bca``; docs/intervals.md).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pytest_quantguard.errors import QuantGuardError
-from pytest_quantguard.metrics.base import Metric, Scores, integer_labels, squeeze_trailing
-from pytest_quantguard.metrics.scores import BinaryScores, MacroF1Scores, PerClassScores
+from pytest_quantguard.metrics.base import (
+    Context,
+    Evaluation,
+    Metric,
+    Scores,
+    Sizing,
+    discordance_sizing,
+    integer_labels,
+    relative_change,
+    require_margin,
+    squeeze_trailing,
+    variance_sizing,
+)
+from pytest_quantguard.metrics.breakdown import breakdown
+from pytest_quantguard.stats.families import difference_interval, macro_f1_interval, ratio_interval
+from pytest_quantguard.stats.paired_binary import (
+    mcnemar_exact_p,
+    paired_binary_interval,
+    paired_ratio_interval,
+)
+from pytest_quantguard.stats.result import IntervalResult
+from pytest_quantguard.verdict import decide, severity
 
 
 def predicted_records(name: str, output: np.ndarray) -> np.ndarray:
@@ -108,6 +138,10 @@ class TopK(Metric):
                                   f"metric='top5', or metric='top_k' with k=5); got k={k!r}")
         return int(k)
 
+    def check_options(self) -> None:
+        """``k=`` is required (``top_k``): say so before any model runs."""
+        _ = self.k
+
     def scores(self, reference, candidate, labels, paired) -> Scores:
         return BinaryScores(reference.astype(np.int8), candidate.astype(np.int8), self.name)
 
@@ -116,6 +150,11 @@ class TopK(Metric):
 class MacroF1(Metric):
     """scikit-learn's ``f1_score(average="macro")``: the unweighted mean of per-class F1 over the
     classes in the labels or the model's predictions."""
+
+    @property
+    def points(self) -> bool:
+        """A macro F1 lies in [0, 1]: its absolute drop is shown in points."""
+        return True
 
     def reduce(self, output, labels, batch):
         return predicted_records(self.name, output)
@@ -162,3 +201,172 @@ PER_CLASS_ACCURACY = PerClassAccuracy(
     interval_method="percentile+tango", default_relative=False, needs_labels=True,
     margins=("absolute", "relative", "error-increase"),
     description="each class's accuracy (recall); the worst class is gated")
+
+
+# --- Scores -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BinaryScores(Scores):
+    """0/1 per-sample scores of both models (1 = right)."""
+
+    reference: np.ndarray
+    candidate: np.ndarray
+    name: str = "accuracy"
+
+    @property
+    def n(self) -> int:
+        return len(self.reference)
+
+    def subset(self, mask: np.ndarray) -> BinaryScores:
+        return replace(self, reference=self.reference[mask], candidate=self.candidate[mask])
+
+    def digest_arrays(self) -> tuple[np.ndarray, ...]:
+        return self.reference, self.candidate
+
+    def correctness(self):
+        return self.reference, self.candidate
+
+    def evaluate(self, context: Context) -> Evaluation:
+        require_margin(self.name, context.margin, ("absolute", "relative", "error-increase"))
+        reference = float(np.mean(self.reference))
+        candidate = float(np.mean(self.candidate))
+        if context.margin == "absolute":
+            drop = reference - candidate
+        elif context.margin == "error-increase":
+            if reference >= 1.0:
+                raise QuantGuardError(f"{context.where}: the reference makes no error on these "
+                                      f"{self.n} samples, so an error-rate increase relative to it "
+                                      "is undefined; use max_drop (an absolute limit) or more data")
+            drop = ((1.0 - candidate) - (1.0 - reference)) / (1.0 - reference)
+        else:
+            drop = relative_change(reference, candidate, True, self.name, context.where)
+        interval = self._interval(context)
+        return Evaluation(reference, candidate, drop, interval,
+                          sizing=self._sizing(interval, context))
+
+    def _sizing(self, interval: IntervalResult, context: Context) -> Sizing:
+        """Sample by sample on the absolute scale: by the discordance; ratio margins and groups:
+        by the per-unit variance of the linearized drop."""
+        if context.groups is None and context.margin == "absolute":
+            return discordance_sizing(interval.details["reference_only"],
+                                      interval.details["candidate_only"], self.n)
+        return variance_sizing(interval.details, self.n)
+
+    def _interval(self, context: Context) -> IntervalResult:
+        reference_right = self.reference == 1
+        candidate_right = self.candidate == 1
+        cells = tuple(int(np.count_nonzero(mask)) for mask in (
+            reference_right & candidate_right, reference_right & ~candidate_right,
+            ~reference_right & candidate_right, ~reference_right & ~candidate_right))
+        b, c = cells[1], cells[2]
+        options = context.resampling
+        if context.groups is None:
+            if context.margin == "absolute":
+                result = paired_binary_interval(b, c, self.n, **options)
+            else:
+                result = paired_ratio_interval(cells, context.margin, **options)
+            result.details["mcnemar_p"] = mcnemar_exact_p(b, c)
+            return result
+        reference = self.reference.astype(np.float64)
+        candidate = self.candidate.astype(np.float64)
+        grouped = dict(groups=context.groups, **options)
+        if context.margin == "absolute":
+            result = difference_interval(reference, candidate, higher_is_better=True, **grouped)
+        elif context.margin == "relative":
+            result = ratio_interval(reference, candidate, higher_is_better=True, **grouped)
+        else:  # error-increase: the ratio of the error rates' sums
+            result = ratio_interval(1.0 - reference, 1.0 - candidate, higher_is_better=False,
+                                    **grouped)
+        return IntervalResult(result.low, result.high, result.method,
+                              {**result.details, "reference_only": b, "candidate_only": c})
+
+
+def macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """scikit-learn's ``f1_score(average="macro")``: the mean over the classes present in the
+    labels or the predictions of 2 TP / (predicted + true)."""
+    classes = np.union1d(labels, predicted)
+    size = int(classes.max()) + 1 if len(classes) else 0
+    true = np.bincount(labels, minlength=size)[classes]
+    guessed = np.bincount(predicted, minlength=size)[classes]
+    hits = np.bincount(labels[labels == predicted], minlength=size)[classes]
+    return float(np.mean(2.0 * hits / (true + guessed)))
+
+
+@dataclass(frozen=True)
+class MacroF1Scores(Scores):
+    labels: np.ndarray
+    reference: np.ndarray  # predicted classes
+    candidate: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def subset(self, mask: np.ndarray) -> MacroF1Scores:
+        return MacroF1Scores(self.labels[mask], self.reference[mask], self.candidate[mask])
+
+    def digest_arrays(self) -> tuple[np.ndarray, ...]:
+        return self.labels, self.reference, self.candidate
+
+    def correctness(self):
+        return ((self.reference == self.labels).astype(np.int8),
+                (self.candidate == self.labels).astype(np.int8))
+
+    def evaluate(self, context: Context) -> Evaluation:
+        require_margin("macro_f1", context.margin, ("absolute",))
+        if self.labels.min() < 0 or min(self.reference.min(), self.candidate.min()) < 0:
+            raise QuantGuardError(f"{context.where}: macro_f1 needs class indices >= 0")
+        reference = macro_f1(self.labels, self.reference)
+        candidate = macro_f1(self.labels, self.candidate)
+        result = macro_f1_interval(self.labels, self.reference, self.candidate,
+                                   groups=context.groups, **context.resampling)
+        return Evaluation(reference, candidate, reference - candidate, result,
+                          sizing=variance_sizing(result.details, self.n))
+
+
+@dataclass(frozen=True)
+class PerClassScores(Scores):
+    """Every class's accuracy (recall) is gated; the evaluation reports the worst class (the most
+    severe verdict, then the highest upper bound) and lists every class in ``details``."""
+
+    labels: np.ndarray
+    reference: np.ndarray  # 0/1
+    candidate: np.ndarray
+    class_names: tuple[str, ...] | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def subset(self, mask: np.ndarray) -> PerClassScores:
+        return replace(self, labels=self.labels[mask], reference=self.reference[mask],
+                       candidate=self.candidate[mask])
+
+    def digest_arrays(self) -> tuple[np.ndarray, ...]:
+        return self.labels, self.reference, self.candidate
+
+    def correctness(self):
+        return self.reference, self.candidate
+
+    def evaluate(self, context: Context) -> Evaluation:
+        rows = breakdown(BinaryScores(self.reference, self.candidate, "per_class_accuracy"),
+                         self.labels, context, self.class_names)
+        judged = [row for row in rows if "error" not in row]
+        if not judged:
+            raise QuantGuardError(rows[0]["error"] if rows else f"{context.where}: no samples")
+        for row in judged:
+            row["verdict"] = str(decide(row["drop"], row["low"], row["high"],
+                                        max_drop=context.max_drop, qat_limit=context.qat_limit,
+                                        gate=context.gate).verdict)
+        worst = max(judged, key=lambda row: (severity(row["verdict"]), row["high"], row["drop"]))
+        inside = self.labels == worst["label"]
+        # the worst class's discordant counts: they size "about N samples of this class"
+        reference_only = int(np.count_nonzero(inside & (self.reference == 1) & (self.candidate == 0)))
+        candidate_only = int(np.count_nonzero(inside & (self.reference == 0) & (self.candidate == 1)))
+        interval = IntervalResult(worst["low"], worst["high"], worst["method"], {
+            "worst_class": worst["slice"], "worst_class_n": worst["n"],
+            "reference_only": reference_only, "candidate_only": candidate_only})
+        sizing = discordance_sizing(reference_only, candidate_only, worst["n"],
+                                    unit=f"samples of class {worst['slice']!r}")
+        return Evaluation(worst["reference"], worst["candidate"], worst["drop"], interval,
+                          {"per_class": rows}, sizing=sizing)

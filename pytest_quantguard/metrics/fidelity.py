@@ -7,19 +7,40 @@
   sample's tokens, with padded positions masked by ``attention_mask`` when the data has one; or,
   with a pooling (``pooling = "mean" | "max" | "first" | "last"``, manifest key or metric option),
   pooled over the unmasked tokens first.
+
+| family | scores | interval |
+|---|---|---|
+| ``AgreementScores`` | reference 1, candidate the top-1 agreement | ``wilson`` on the disagreement rate |
+| ``DistanceScores`` (cosine, rel_error) | reference 1 (0), candidate the mean | ``bca`` |
+
+With groups both resample groups (``cluster-bca``; docs/intervals.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pytest_quantguard.errors import QuantGuardError
-from pytest_quantguard.metrics.base import Metric, Scores
+from pytest_quantguard.metrics.base import (
+    Context,
+    Discordance,
+    Evaluation,
+    Metric,
+    Scores,
+    Sizing,
+    absolute_change,
+    largest_change,
+    relative_change,
+    require_margin,
+    variance_sizing,
+)
 from pytest_quantguard.metrics.classification import predicted_classes, predicted_records
 from pytest_quantguard.metrics.language import token_mask
-from pytest_quantguard.metrics.scores import AgreementScores, DistanceScores
+from pytest_quantguard.stats.families import difference_interval
+from pytest_quantguard.stats.paired_binary import wilson_interval
+from pytest_quantguard.stats.result import IntervalResult
 from pytest_quantguard.vocabulary import POOLINGS  # the manifest key's values, checked in data/
 
 
@@ -131,3 +152,91 @@ REL_ERROR = Similarity(name="rel_error", higher_is_better=False, kind="continuou
                        margins=("absolute",),
                        description="mean per-sample ||candidate - reference|| / ||reference|| "
                        "(reference 0.0)")
+
+
+# --- Scores -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AgreementScores(Scores):
+    """Label-free top-1 agreement: reference 1.0, candidate the agreement rate; the drop is the
+    disagreement rate, its interval Wilson's (``cluster-bca`` with groups)."""
+
+    agree: np.ndarray  # 0/1
+
+    @property
+    def n(self) -> int:
+        return len(self.agree)
+
+    def subset(self, mask: np.ndarray) -> AgreementScores:
+        return AgreementScores(self.agree[mask])
+
+    def digest_arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.agree,)
+
+    def discordance(self) -> Discordance:
+        """The samples where the models' top-1 classes differ, in sample order."""
+        return Discordance(np.flatnonzero(self.agree == 0), "index")
+
+    def evaluate(self, context: Context) -> Evaluation:
+        require_margin("agreement", context.margin, ("absolute", "relative"))
+        agreement = float(np.mean(self.agree))
+        disagreements = int(self.n - np.count_nonzero(self.agree))
+        if context.groups is None:
+            low, high = wilson_interval(disagreements, self.n, context.confidence)
+            result = IntervalResult(low, high, "wilson", {"disagreements": disagreements})
+            # the disagreement rate's own variance, the rate floored at 3/n
+            rate = max(disagreements / self.n, 3.0 / self.n)
+            sizing = Sizing(self.n, variance=rate * (1 - rate))
+        else:
+            result = difference_interval(np.ones(self.n), self.agree.astype(np.float64),
+                                         higher_is_better=True, groups=context.groups,
+                                         **context.resampling)
+            result.details["disagreements"] = disagreements
+            sizing = variance_sizing(result.details, self.n)
+        return Evaluation(1.0, agreement, 1.0 - agreement, result, sizing=sizing)
+
+
+@dataclass(frozen=True)
+class DistanceScores(Scores):
+    """Label-free per-sample similarity or error of the candidate to the reference (cosine:
+    reference 1.0, higher is better; rel_error: reference 0.0, lower is better)."""
+
+    values: np.ndarray
+    name: str
+    reference_value: float
+    higher_is_better: bool
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    def subset(self, mask: np.ndarray) -> DistanceScores:
+        return replace(self, values=self.values[mask])
+
+    def digest_arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.values,)
+
+    def discordance(self) -> Discordance:
+        """The samples the candidate does not reproduce exactly, the farthest first; shown as
+        the reference's value and the candidate's."""
+        badness = -self.values if self.higher_is_better else self.values
+        return largest_change(self.values != self.reference_value, badness,
+                              (np.full(self.n, self.reference_value), self.values))
+
+    def evaluate(self, context: Context) -> Evaluation:
+        offered = ("absolute", "relative") if self.reference_value else ("absolute",)
+        require_margin(self.name, context.margin, offered)
+        candidate = float(np.mean(self.values))
+        drop = absolute_change(self.reference_value, candidate, self.higher_is_better)
+        if context.margin == "relative":
+            drop = relative_change(self.reference_value, candidate, self.higher_is_better,
+                                   self.name, context.where)
+        result = difference_interval(np.full(self.n, self.reference_value), self.values,
+                                     higher_is_better=self.higher_is_better, groups=context.groups,
+                                     **context.resampling)
+        if context.margin == "relative":  # reference 1: relative and absolute coincide
+            result = IntervalResult(result.low / self.reference_value,
+                                    result.high / self.reference_value, result.method,
+                                    result.details)
+        return Evaluation(self.reference_value, candidate, drop, result,
+                          sizing=variance_sizing(result.details, self.n))

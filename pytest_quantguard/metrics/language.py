@@ -6,17 +6,30 @@ scored where ``attention_mask`` (an input of that name, when the data has one) i
 target is >= 0 (``-100``, the usual ignore index, is skipped). Targets are aligned with the
 logits: position t of the logits scores target t (for a causal LM whose logits at t predict token
 t + 1, store ``targets = input_ids`` shifted left by one, with ``-100`` at the end).
+
+Its family, ``PerplexityScores``: exp(token-mean NLL), interval ``linearized-cluster`` over
+documents (docs/intervals.md, "Perplexity").
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from pytest_quantguard.errors import QuantGuardError
-from pytest_quantguard.metrics.base import Metric, Scores
-from pytest_quantguard.metrics.scores import PerplexityScores
+from pytest_quantguard.metrics.base import (
+    Context,
+    Discordance,
+    Evaluation,
+    Metric,
+    Scores,
+    largest_change,
+    require_margin,
+    variance_sizing,
+)
+from pytest_quantguard.stats.families import perplexity_interval
 
 
 def token_mask(batch, shape: tuple[int, int], targets: np.ndarray | None, name: str) -> np.ndarray:
@@ -113,3 +126,56 @@ PERPLEXITY = Perplexity(name="perplexity", higher_is_better=False, kind="grouped
                         needs_labels=False, task="language-model", margins=("relative",),
                         paired=True, description="exp of the mean per-token negative "
                         "log-likelihood; reported beside it: top-token agreement and mean KL")
+
+
+@dataclass(frozen=True)
+class PerplexityScores(Scores):
+    """Per document (row): NLL sum and token count of each model; paired extras (top-token
+    agreements, KL sum, tokens) when the outputs were logits."""
+
+    reference: np.ndarray  # (n, 2): nll sum, tokens
+    candidate: np.ndarray
+    paired: np.ndarray | None = None  # (n, 3): agreements, KL sum, tokens
+
+    @property
+    def n(self) -> int:
+        return len(self.reference)
+
+    def subset(self, mask: np.ndarray) -> PerplexityScores:
+        return PerplexityScores(self.reference[mask], self.candidate[mask],
+                                None if self.paired is None else self.paired[mask])
+
+    def digest_arrays(self) -> tuple[np.ndarray, ...]:
+        return self.reference, self.candidate
+
+    def discordance(self) -> Discordance:
+        """The documents whose per-token NLL grew most first; shown as each model's mean NLL per
+        token."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_token = (self.candidate[:, 0] - self.reference[:, 0]) / self.reference[:, 1]
+            per_token = np.where(self.reference[:, 1] > 0, per_token, 0.0)
+        return largest_change(per_token != 0, per_token,
+                              (self.reference[:, 0] / np.maximum(self.reference[:, 1], 1),
+                               self.candidate[:, 0] / np.maximum(self.candidate[:, 1], 1)))
+
+    def evaluate(self, context: Context) -> Evaluation:
+        require_margin("perplexity", context.margin, ("relative",))
+        tokens = self.reference[:, 1]
+        total = float(tokens.sum())
+        if total == 0:
+            raise QuantGuardError(f"{context.where}: no token is scored (every position is masked "
+                                  "by attention_mask or a negative target)")
+        reference = math.exp(float(self.reference[:, 0].sum()) / total)
+        candidate = math.exp(float(self.candidate[:, 0].sum()) / total)
+        documents = context.groups
+        keep = tokens > 0  # a document without scored tokens carries no evidence
+        result = perplexity_interval(self.reference[keep, 0], self.candidate[keep, 0], tokens[keep],
+                                     None if documents is None else documents[keep],
+                                     confidence=context.confidence)
+        details = {"tokens": int(total)}
+        if self.paired is not None and np.isfinite(self.paired).all():
+            scored = float(self.paired[:, 2].sum())
+            details.update(top_token_agreement=float(self.paired[:, 0].sum()) / scored,
+                           mean_kl=float(self.paired[:, 1].sum()) / scored)
+        return Evaluation(reference, candidate, candidate / reference - 1.0, result, details,
+                          sizing=variance_sizing(result.details, self.n))

@@ -1,21 +1,47 @@
-"""Regression metrics on real-valued predictions and targets (one value, or k values, per sample).
+"""Regression metrics on real-valued predictions and targets (one value, or k values, per sample),
+and their families' ``Scores``.
 
 Records are the predictions themselves (float64, (n, k)); errors are formed with the targets at
 the end. With k > 1 outputs MAE and RMSE pool every output of a sample (scikit-learn averages the
 per-output scores instead: the two agree for one output); R² needs one output.
+
+| family | scores | interval |
+|---|---|---|
+| ``MeanScores`` (MAE, RMSE, per-sample) | mean (RMSE: root of the mean) | ``bca``, ``linearized`` |
+| ``R2Scores`` | 1 - SSE/SST | ``bca`` |
+
+With groups every family resamples groups (``cluster-bca``); above 1e5 samples the delta method
+(``linearized``; docs/intervals.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pytest_quantguard.errors import QuantGuardError
-from pytest_quantguard.metrics.base import Metric, Scores, squeeze_trailing
-from pytest_quantguard.metrics.scores import MeanScores, R2Scores
+from pytest_quantguard.metrics.base import (
+    Context,
+    Discordance,
+    Evaluation,
+    Metric,
+    Scores,
+    absolute_change,
+    largest_change,
+    relative_change,
+    require_margin,
+    squeeze_trailing,
+    variance_sizing,
+)
+from pytest_quantguard.stats.families import (
+    difference_interval,
+    power_difference_interval,
+    r2_interval,
+    ratio_interval,
+)
 
-# SPEC §1 / the seed's decision framework: said in every regression comparison's message.
+# Said in every regression comparison's message (docs/verdict.md).
 REGRESSION_CAUTION = ("post-training quantization is fragile on regression, where subtle numerical "
                       "precision matters: check the errors on the extremes of the target range, "
                       "not only the mean, before shipping")
@@ -36,6 +62,10 @@ def _rows(name: str, values: np.ndarray, what: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RegressionMetric(Metric):
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return (REGRESSION_CAUTION,)
+
     def reduce(self, output, labels, batch):
         return _rows(self.name, output, "outputs")
 
@@ -77,3 +107,89 @@ RMSE = RegressionMetric(name="rmse", higher_is_better=False, kind="continuous",
 R2 = RegressionMetric(name="r2", higher_is_better=True, kind="continuous", interval_method="bca",
                       default_relative=False, needs_labels=True, task="regression",
                       margins=("absolute",), description="coefficient of determination, 1 - SSE/SST")
+
+
+# --- Scores -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MeanScores(Scores):
+    """Per-sample values of both models; a model's score is mean(values) ** power (RMSE: squared
+    errors, power 1/2)."""
+
+    reference: np.ndarray
+    candidate: np.ndarray
+    name: str
+    higher_is_better: bool
+    power: float = 1.0
+
+    @property
+    def n(self) -> int:
+        return len(self.reference)
+
+    def subset(self, mask: np.ndarray) -> MeanScores:
+        return replace(self, reference=self.reference[mask], candidate=self.candidate[mask])
+
+    def digest_arrays(self) -> tuple[np.ndarray, ...]:
+        return self.reference, self.candidate
+
+    def discordance(self) -> Discordance:
+        """The samples whose value changed, the largest change (either way) first."""
+        change = self.candidate - self.reference
+        return largest_change(change != 0, np.abs(change))
+
+    def evaluate(self, context: Context) -> Evaluation:
+        require_margin(self.name, context.margin, ("absolute", "relative"))
+        reference = float(np.mean(self.reference)) ** self.power
+        candidate = float(np.mean(self.candidate)) ** self.power
+        options = dict(groups=context.groups, higher_is_better=self.higher_is_better,
+                       **context.resampling)
+        if context.margin == "relative":
+            drop = relative_change(reference, candidate, self.higher_is_better, self.name,
+                                   context.where)
+            result = ratio_interval(self.reference, self.candidate, power=self.power, **options)
+        else:
+            drop = absolute_change(reference, candidate, self.higher_is_better)
+            if self.power == 1.0:
+                result = difference_interval(self.reference, self.candidate, **options)
+            else:
+                result = power_difference_interval(self.reference, self.candidate,
+                                                   power=self.power, **options)
+        return Evaluation(reference, candidate, drop, result,
+                          sizing=variance_sizing(result.details, self.n))
+
+
+@dataclass(frozen=True)
+class R2Scores(Scores):
+    """Per-sample errors of both models and the targets: R² = 1 - SSE / SST."""
+
+    reference_errors: np.ndarray
+    candidate_errors: np.ndarray
+    targets: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.targets)
+
+    def subset(self, mask: np.ndarray) -> R2Scores:
+        return R2Scores(self.reference_errors[mask], self.candidate_errors[mask], self.targets[mask])
+
+    def digest_arrays(self) -> tuple[np.ndarray, ...]:
+        return self.reference_errors, self.candidate_errors
+
+    def discordance(self) -> Discordance:
+        """The samples whose absolute error changed, the largest change (either way) first."""
+        change = np.abs(self.candidate_errors) - np.abs(self.reference_errors)
+        return largest_change(change != 0, np.abs(change))
+
+    def evaluate(self, context: Context) -> Evaluation:
+        require_margin("r2", context.margin, ("absolute",))
+        total = float(np.sum((self.targets - self.targets.mean()) ** 2))
+        if not total > 0.0:
+            raise QuantGuardError(f"{context.where}: the targets are constant, so R² is undefined; "
+                                  "use mae or rmse")
+        reference = 1.0 - float(np.sum(self.reference_errors ** 2)) / total
+        candidate = 1.0 - float(np.sum(self.candidate_errors ** 2)) / total
+        result = r2_interval(self.reference_errors, self.candidate_errors, self.targets,
+                             groups=context.groups, **context.resampling)
+        return Evaluation(reference, candidate, reference - candidate, result,
+                          sizing=variance_sizing(result.details, self.n))

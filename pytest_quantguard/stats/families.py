@@ -1,12 +1,13 @@
-"""The interval of each metric family (research/statistics.md §0), built on the sums engine.
+"""The interval of each metric family (docs/intervals.md), built on the sums engine.
 
 Each builder takes per-sample (or per-token) values of both models, already aligned sample by
-sample, and returns an ``IntervalResult`` on the drop scale of SPEC §1: absolute, or relative
+sample, and returns an ``IntervalResult`` on the drop scale (docs/verdict.md): absolute, or relative
 (``cand/ref - 1`` in the worse direction, computed on the log scale).
 
 | family | statistic | unit | method |
 |---|---|---|---|
 | continuous difference (MAE, per-sample losses) | mean of ``worse - better`` | sample | ``bca`` |
+| power-mean difference (RMSE, absolute) | ``mean(cand)^p - mean(ref)^p`` | sample | ``bca`` |
 | ratio of sums (MAE/MSE/RMSE, relative) | log ratio of sums | sample | ``bca`` |
 | R² | ``(SSE_cand - SSE_ref) / SST`` | sample | ``bca`` |
 | corpus (macro-F1) | from resampled pattern counts | pattern | ``bca`` |
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pytest_quantguard.stats.paired_binary import IntervalResult
+from pytest_quantguard.stats.result import IntervalResult
 from pytest_quantguard.stats.sums import (
     ANALYTIC_ABOVE,
     SumsData,
@@ -31,9 +32,9 @@ from pytest_quantguard.stats.sums import (
     sums_interval,
 )
 
-MIN_GROUPS = 30  # below this many groups a clustered interval is unreliable (statistics.md §3.4)
+MIN_GROUPS = 30  # below this many groups a clustered interval is unreliable (docs/intervals.md)
 # Corpus metrics: below this many samples in the rarest class, BCa's false-ship tail runs above
-# nominal (0.040-0.042 at n = 500, rarest class ~15; statistics.md §6.3), so the interval is
+# nominal (0.040-0.042 at n = 500, rarest class ~15; docs/intervals.md, "Macro-F1"), so the interval is
 # widened to contain the studentized bootstrap's (``bca+studentized``).
 STUDENTIZE_BELOW = 100
 
@@ -101,7 +102,7 @@ def ratio_interval(reference: np.ndarray, candidate: np.ndarray, *, higher_is_be
                    analytic_above: int | None = ANALYTIC_ABOVE) -> IntervalResult:
     """Relative drop of a ratio of sums, ``(sum cand / sum ref) ** power - 1`` in the worse
     direction: MAE (power 1 on absolute errors), MSE (1 on squared errors), RMSE (1/2 on squared
-    errors). BCa on the log ratio, whose jackknife is closed-form (statistics.md §7.3)."""
+    errors). BCa on the log ratio, whose jackknife is closed-form."""
     reference = np.asarray(reference, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64)
     if higher_is_better:  # drop = 1 - (cand/ref)^power: work on log(ref/cand)
@@ -113,6 +114,29 @@ def ratio_interval(reference: np.ndarray, candidate: np.ndarray, *, higher_is_be
     return sums_interval(_units(x, groups, {}), statistic, confidence=confidence,
                          resamples=resamples, rng=rng, fallback_scale=1.0,
                          analytic_above=analytic_above)
+
+
+def _power_difference(power: float, higher_is_better: bool) -> SumStatistic:
+    """(mean cand)^p - (mean ref)^p in the worse direction, from sums (cand, ref, count)."""
+    sign = -1.0 if higher_is_better else 1.0
+
+    def phi(sums):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return sign * ((sums[:, 0] / sums[:, 2]) ** power - (sums[:, 1] / sums[:, 2]) ** power)
+    return SumStatistic("power-mean difference", phi, columns=("candidate", "reference", "count"))
+
+
+def power_difference_interval(reference: np.ndarray, candidate: np.ndarray, *, power: float,
+                              higher_is_better: bool, groups: np.ndarray | None = None,
+                              confidence: float, resamples: int,
+                              rng: np.random.Generator) -> IntervalResult:
+    """Absolute drop of a power mean, ``mean(cand)^p - mean(ref)^p`` in the worse direction (RMSE:
+    squared errors, p = 1/2); the degenerate fallback scales with the reference's score."""
+    reference_score = float(np.mean(reference)) ** power
+    x = np.stack([candidate, reference, np.ones(len(reference))], axis=1).astype(np.float64)
+    return sums_interval(_units(x, groups, {}), _power_difference(power, higher_is_better),
+                         fallback_scale=abs(reference_score) or 1.0, confidence=confidence,
+                         resamples=resamples, rng=rng)
 
 
 def _r2_drop(sums):
@@ -146,7 +170,7 @@ def perplexity_interval(reference_nll: np.ndarray, candidate_nll: np.ndarray, to
     Inputs are per-document NLL sums and token counts, or per-token values with ``documents``
     (the document of each token). The working statistic is the log perplexity ratio
     ``sum(nll_cand - nll_ref) / sum(tokens)``; its SE is the linearized ratio-estimator SE over
-    documents (never tokens: statistics.md §6.4), with a t quantile on D - 1 df.
+    documents (never tokens: docs/intervals.md, "Perplexity"), with a t quantile on D - 1 df.
     """
     delta = np.asarray(candidate_nll, dtype=np.float64) - np.asarray(reference_nll, dtype=np.float64)
     x = np.stack([delta, np.asarray(tokens, dtype=np.float64)], axis=1)
@@ -202,7 +226,8 @@ def macro_f1_interval(labels: np.ndarray, reference_pred: np.ndarray, candidate_
                       *, groups: np.ndarray | None = None, confidence: float, resamples: int,
                       rng: np.random.Generator) -> IntervalResult:
     """Macro-F1 drop (absolute): BCa over resampled pattern counts with a per-pattern jackknife
-    (statistics.md §7.2); with groups, the group's pattern counts are the resampled unit."""
+    (docs/intervals.md, "Macro-F1"); with groups, the group's pattern counts are the resampled
+    unit."""
     labels, reference_pred, candidate_pred = (
         np.asarray(values) for values in (labels, reference_pred, candidate_pred))
     for values in (labels, reference_pred, candidate_pred):

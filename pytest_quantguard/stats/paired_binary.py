@@ -3,27 +3,19 @@
 Only the discordant counts matter: b = samples the reference gets right and the candidate wrong,
 c = the reverse, drop = (b - c) / n. The paired bootstrap resamples those counts (a multinomial
 draw: exact, and independent of n). Where few samples disagree the bootstrap under-covers
-(research/statistics.md §2, §6: a 13% false-ship rate at n=200, 1% discordance), so its interval
+(a 13% false-ship rate at n=200, 1% discordance: docs/intervals.md, "0/1 metrics"), so its interval
 is widened to contain the Tango (1998) score interval, whose coverage holds there.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class IntervalResult:
-    """A two-sided interval of the drop, the method that made it, and what it was made from."""
-
-    low: float
-    high: float
-    method: str
-    details: dict[str, int | float | str] = field(default_factory=dict)
+from pytest_quantguard.stats.bootstrap import percentile_limits
+from pytest_quantguard.stats.result import IntervalResult
 
 
 def paired_binary_interval(b: int, c: int, n: int, *, confidence: float, resamples: int,
@@ -44,8 +36,7 @@ def paired_binary_interval(b: int, c: int, n: int, *, confidence: float, resampl
         return IntervalResult(tango_low, tango_high, "degenerate-fallback", details)
     draws = rng.multinomial(n, [b / n, c / n, 1.0 - (b + c) / n], size=int(resamples))
     drops = (draws[:, 0] - draws[:, 1]) / n
-    alpha = 1.0 - confidence
-    boot_low, boot_high = (float(q) for q in np.quantile(drops, [alpha / 2, 1 - alpha / 2]))
+    boot_low, boot_high = percentile_limits(drops, confidence)
     details.update(bootstrap_low=boot_low, bootstrap_high=boot_high)
     return _widened(boot_low, boot_high, tango_low, tango_high, details)
 
@@ -159,8 +150,7 @@ def paired_ratio_interval(cells: tuple[int, int, int, int], mode: str, *, confid
     with np.errstate(divide="ignore", invalid="ignore"):
         replicates = (draws @ _DROP) / (draws @ weights)
     replicates = replicates[np.isfinite(replicates)]
-    alpha = 1.0 - confidence
-    boot_low, boot_high = (float(q) for q in np.quantile(replicates, [alpha / 2, 1 - alpha / 2]))
+    boot_low, boot_high = percentile_limits(replicates, confidence)
     details.update(bootstrap_low=boot_low, bootstrap_high=boot_high)
     return _widened(boot_low, boot_high, score_low, score_high, details)
 

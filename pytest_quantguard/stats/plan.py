@@ -1,4 +1,4 @@
-"""How many paired validation samples resolve a margin (research/statistics.md §4.3)."""
+"""How many paired validation samples resolve a margin (docs/verdict.md, "Remedies")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Intervals for statistics that depend on the data only through column sums over units.
 
-Every drop the project measures is such a statistic (research/statistics.md §3): accuracy-type
+Every drop the project measures is such a statistic (docs/intervals.md): accuracy-type
 drops and their ratios, MAE/RMSE log ratios, the R² drop, the perplexity log ratio and macro-F1
 (whose "columns" are pattern counts). A *unit* is what is resampled: a sample, or a group of
 samples (a document, the crops of one product); a group's vector is the sum of its samples'. So
@@ -9,9 +9,9 @@ leaving unit u out gives ``phi(S - x_u)``.
 
 Resampling, by what the units are:
 - patterns (few distinct unit vectors, with counts): multinomial count vectors, cost O(B x P),
-  independent of n (statistics.md §3.1);
-- arbitrary unit vectors: chunked index resampling, O(B x U) time and bounded memory (§3.3);
-- groups: the group vectors resampled as units (§3.4).
+  independent of n;
+- arbitrary unit vectors: chunked index resampling, O(B x U) time and bounded memory;
+- groups: the group vectors resampled as units.
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ from statistics import NormalDist
 import numpy as np
 
 from pytest_quantguard.stats.bootstrap import bca_limits
-from pytest_quantguard.stats.paired_binary import IntervalResult, tango_interval
+from pytest_quantguard.stats.paired_binary import tango_interval
+from pytest_quantguard.stats.result import IntervalResult
 
 # Above this many units the index bootstrap (O(B x U)) gives way to the analytic interval.
 ANALYTIC_ABOVE = 100_000
 # Bytes of resampled indices held at once by the index bootstrap.
 CHUNK_BYTES = 64 * 2**20
 # From this many units on, pattern counts are resampled as independent Poisson counts (the Poisson
-# bootstrap, statistics.md §3.2): indistinguishable from the multinomial at this size (the total
+# bootstrap): indistinguishable from the multinomial at this size (the total
 # weight varies by 1/sqrt(n) = 0.3%), and about twice as fast.
 POISSON_FROM = 100_000
 # In the Poisson bootstrap, a pattern whose count is at least this large is drawn from the normal
@@ -144,7 +145,7 @@ def linearized_interval(data: SumsData, statistic: SumStatistic, *, confidence: 
                         fallback_scale: float = 1.0, method: str = "linearized") -> IntervalResult:
     """Delta-method interval: SE from the influence of each unit, t quantile with U - 1 df.
 
-    For a ratio of sums this is the cluster-robust ratio-estimator SE of statistics.md §3.4
+    For a ratio of sums this is the cluster-robust ratio-estimator SE
     (``linearized-cluster`` when the units are groups).
     """
     x = data.vectors()
@@ -170,7 +171,7 @@ def studentized_limits(data: SumsData, statistic: SumStatistic, *, confidence: f
 
     Each replicate is studentized by its own jackknife standard error over patterns (O(B x P)
     statistic values). Meant for small sets, where BCa's false-ship tail runs above nominal
-    (statistics.md §6.3). Replicates whose standard error is 0 are left out.
+    (docs/intervals.md, "Macro-F1"). Replicates whose standard error is 0 are left out.
     """
     if data.counts is None or data.x is not None:
         raise ValueError("studentized limits need pattern counts")

@@ -1,4 +1,4 @@
-"""Perplexity (issue 5) against torch, on a tiny byte-level language model trained here.
+"""Perplexity against torch, on a tiny byte-level language model trained here.
 
 The corpus is text that ships with Python: the docstrings of the public functions, classes and
 methods of a few standard-library modules, as UTF-8 bytes (vocabulary 0..255). The model is a

@@ -4,7 +4,7 @@ Classification: scikit-learn's digits, a logistic regression (the reference) aga
 model with its weights rounded to a 4-bit grid (the "quantized" candidate), both given to
 ``compare()`` as callables. Regression: scikit-learn's diabetes data, a ridge regression against
 its coefficients rounded to a coarse grid. Scores must match scikit-learn's to 1e-6, and each drop
-must follow SPEC §1 (absolute ref - cand / cand - ref; relative cand/ref - 1 in the worse
+must follow docs/verdict.md (absolute ref - cand / cand - ref; relative cand/ref - 1 in the worse
 direction).
 """
 
@@ -386,7 +386,7 @@ def test_a_regression_folder_defaults_to_rmse_equal_to_sklearn(tmp_path, diabete
 
 
 def test_a_regressor_gated_as_a_classifier_is_an_error_not_a_silent_ship(diabetes):
-    """(inputs, targets) without a task is a classification set (SPEC §3); a regressor's one-column
+    """(inputs, targets) without a task is a classification set (docs/data.md); a regressor's one-column
     output is then thresholded into classes 0/1 and every target is 'wrong' for both models, so
     accuracy 0.0 vs 0.0 used to ship whatever the candidate did."""
     def halved(batch):

@@ -1,22 +1,23 @@
 """Every family's interval holds its level on simulated data whose true drop is known exactly.
 
-The generators and cells are ``pytest_quantguard.stats.simulation``'s, the same ones
+The generators and cells are ``pytest_quantguard.simulation``'s, the same ones
 ``benchmarks/coverage.py`` runs with 2000 sets and 10,000 resamples. Here, for CI time:
 resamples=2000 for the bootstrap families and 1000 sets per cell, except the i.i.d. interval on
 grouped data (the first 300 of the clustered cell's sets, enough to show that
 it under-covers). Each cell's seed derives from the base seed 12345 and the cell's parameters,
 never tuned. A cell passes when coverage >= 0.93, the false-ship rate P(true drop > U) <= 0.04
-and no limit is NaN or infinite (statistics.md §8). Where a cell sits at the drop margin the true
-drop equals it (0/1: drop = 1 pt).
+and no limit is NaN or infinite (docs/intervals.md, "Coverage"). Where a cell sits at the drop
+margin the true drop equals it (0/1: drop = 1 pt).
 
-Issue 5's families run through their ``Scores`` classes (what compare() evaluates), on small cells
-for CI time (the benchmark's --family agreement, rmse-absolute, cosine, per-class, corpus and top-k
-hold the full grids): agreement's Wilson interval at a true disagreement rate equal to the margin,
-the absolute RMSE drop and mean cosine (BCa) at n = 200, per-class accuracy as an
-intersection-union gate (one class loses exactly the margin), and top-5 through the TopK metric
-(the 0/1 interval on the 0/1 cell's own data sets). The custom corpus metric (paired percentile
-bootstrap, one Python call of the user's function per resample and model) costs ~70 ms a set even
-at 1000 resamples, so its coverage is measured by the benchmark only; here its generator is checked.
+The metric families (``simulation.metric_families``) run through their ``Scores`` classes (what
+compare() evaluates), on small cells for CI time (the benchmark's --family agreement,
+rmse-absolute, cosine, per-class, corpus and top-k hold the full grids): agreement's Wilson
+interval at a true disagreement rate equal to the margin, the absolute RMSE drop and mean cosine
+(BCa) at n = 200, per-class accuracy as an intersection-union gate (one class loses exactly the
+margin), and top-5 through the TopK metric (the 0/1 interval on the 0/1 cell's own data sets). The
+custom corpus metric (paired percentile bootstrap, one Python call of the user's function per
+resample and model) costs ~70 ms a set even at 1000 resamples, so its coverage is measured by the
+benchmark only; here its generator is checked.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import math
 import numpy as np
 import pytest
 
-from pytest_quantguard.stats import simulation
+from pytest_quantguard import simulation
+from pytest_quantguard.simulation import MAX_FALSE_SHIP, MIN_COVERAGE, Cell, simulate
 from pytest_quantguard.stats.families import (
     difference_interval,
     macro_f1_interval,
@@ -35,12 +37,8 @@ from pytest_quantguard.stats.families import (
     r2_interval,
     ratio_interval,
 )
-from pytest_quantguard.stats.paired_binary import (
-    IntervalResult,
-    paired_binary_interval,
-    paired_ratio_interval,
-)
-from pytest_quantguard.stats.simulation import MAX_FALSE_SHIP, MIN_COVERAGE, Cell, simulate
+from pytest_quantguard.stats.paired_binary import paired_binary_interval, paired_ratio_interval
+from pytest_quantguard.stats.result import IntervalResult
 
 RESAMPLES = 2000
 SETS = 1000
@@ -84,7 +82,7 @@ def test_binary_ratio_modes_coverage(mode, n, discordance, drop, accuracy):
 
 
 # n = 500: the rarest class has ~15 samples; plain BCa's false-ship tail sat at 0.040-0.042 here
-# (statistics.md §6.3: 0.038), so below 100 samples in the rarest class the interval is widened to
+# (docs/intervals.md, "Macro-F1"), so below 100 samples in the rarest class the interval is widened to
 # contain the studentized bootstrap's (method bca+studentized).
 @pytest.mark.parametrize("n", [500, 2000])
 def test_macro_f1_coverage(n):
@@ -110,7 +108,7 @@ def test_grouped_cluster_interval_holds_where_iid_under_covers():
     assert iid["interval"].coverage < 0.85, iid
 
 
-# --- Issue 5's families -----------------------------------------------------------------------
+# --- Families through their Scores classes ----------------------------------------------------
 
 AGREEMENT_GRID = list(itertools.product([500, 2000], [0.01, 0.005]))
 
@@ -165,7 +163,7 @@ def test_top_k_through_the_metric_is_the_binary_interval_on_the_same_sets():
 # --- Cheap checks of the generators, the harness and the degenerate case ----------------------
 
 def test_true_drops_are_exact():
-    # statistics.md §6.3 reports the macro-F1 set-up's population drop as 2.40 pt
+    # the macro-F1 set-up's population drop: 2.395 pt
     assert simulation.macro_f1_true_drop() == pytest.approx(0.023950368, abs=1e-9)
     assert simulation.rmse_true_drop(0.3) == pytest.approx(math.sqrt(1.09) - 1)
     assert simulation.mae_true_drop(0.3, "gaussian") == simulation.rmse_true_drop(0.3)

@@ -1,8 +1,8 @@
-"""The interval holds its level through the public ``compare()`` (issue: the gate, acceptance).
+"""The interval holds its level through the public ``compare()`` (the gate's acceptance).
 
 The full 0/1 grid is gated at the stats level (``test_coverage_families.py``); here the four
 margin cells (true drop = 1 pt = max_drop) at n = 200 and 1000 run through the whole pipe, on the
-same simulated tables (``pytest_quantguard.stats.simulation``: p10 = (d + drop)/2,
+same simulated tables (``pytest_quantguard.simulation``: p10 = (d + drop)/2,
 p01 = (d - drop)/2, seeded from 12345 and the cell, never tuned) with compare()'s own stream and
 10,000 resamples. Coverage must stay >= 0.93 and the false-ship tail P(true drop > U) <= 0.04.
 """
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from pytest_quantguard import ValidationSet, compare
+from pytest_quantguard.simulation import MAX_FALSE_SHIP, MIN_COVERAGE, binary_cell, simulate
 from pytest_quantguard.stats import IntervalResult
-from pytest_quantguard.stats.simulation import MAX_FALSE_SHIP, MIN_COVERAGE, binary_cell, simulate
 
 SETS_PER_CELL = 1000
 GRID = [(200, 0.01), (200, 0.05), (1000, 0.01), (1000, 0.05)]

@@ -129,8 +129,8 @@ def exact_tango_coverage(n: int, discordance: float, drop: float) -> tuple[float
     return covered, missed_high
 
 
-# research/statistics.md §6.2, "Exact coverage (no Monte Carlo error), by enumerating (b, c)",
-# computed there with an implementation checked against R's contingencytables source.
+# Exact coverage (no Monte Carlo error), by enumerating (b, c) (docs/intervals.md, "0/1 metrics"),
+# computed with an implementation checked against R's contingencytables source.
 PUBLISHED_EXACT = [((200, 0.01, 0.00), 0.986, 0.007), ((200, 0.01, 0.01), 0.984, 0.000),
                    ((200, 0.05, 0.00), 0.957, 0.022), ((200, 0.05, 0.01), 0.944, 0.026),
                    ((1000, 0.01, 0.00), 0.957, 0.022), ((1000, 0.01, 0.01), 0.964, 0.010),

@@ -6,7 +6,7 @@ from pytest_quantguard import plan
 @pytest.mark.parametrize(("discordance", "expected"), [(0.02, 1570), (0.05, 3925), (0.01, 785),
                                                        (0.10, 7849)])
 def test_plan_matches_statistics_note_table(discordance, expected):
-    # research/statistics.md §4.3: 80% power at a true drop of 0, margin 1 point, 2-sided 95%.
+    # docs/verdict.md, "Remedies": 80% power at a true drop of 0, margin 1 point, 2-sided 95%.
     assert abs(plan(discordance, 0.01) - expected) <= 1
 
 

@@ -44,7 +44,7 @@ def test_degenerate_bootstrap_gives_none_not_nan():
 
 
 def test_linearized_ratio_se_is_the_cluster_robust_formula():
-    """statistics.md §3.4: SE = sqrt(G/(G-1) sum (S_g - theta T_g)^2) / sum T_g."""
+    """The cluster-robust ratio SE: sqrt(G/(G-1) sum (S_g - theta T_g)^2) / sum T_g."""
     rng = np.random.default_rng(5)
     s, t = rng.normal(0.5, 1.0, 40), rng.integers(5, 50, 40).astype(float)
     result = linearized_interval(SumsData(np.stack([s, t], 1), unit="group"), MEAN_DIFFERENCE,
@@ -173,7 +173,7 @@ def test_perplexity_from_tokens_equals_from_document_sums():
 
 def test_poisson_pattern_counts_agree_with_the_multinomial_at_large_n(monkeypatch):
     """Above POISSON_FROM units pattern counts are resampled as independent Poisson counts
-    (statistics.md §3.2); at that size the interval must match the multinomial one."""
+    (the Poisson bootstrap); at that size the interval must match the multinomial one."""
     from pytest_quantguard.stats import sums
 
     rng = np.random.default_rng(16)

@@ -1,0 +1,146 @@
+"""The simulation harness behind the coverage tables (docs/intervals.md, "Coverage"): data with a
+known true drop.
+
+One generator per metric family draws a simulated validation set whose TRUE drop (on the scale of
+the family's interval) is known exactly; ``simulate`` runs an interval on many such sets and
+measures its coverage and its false-ship rate P(true drop > U). The CI tests
+(``tests/stats/test_coverage_families.py``) and the hand-run benchmark (``benchmarks/coverage.py``)
+import the same generators and cells, so the numbers they report are about the same experiment.
+
+- ``harness``: ``Cell``, ``simulate`` and the acceptance thresholds;
+- ``interval_families``: families whose interval builders (``pytest_quantguard.stats``) are
+  simulated directly (0/1, macro-F1, relative MAE/RMSE, R², perplexity, grouped);
+- ``metric_families``: families simulated through the metrics' ``Scores`` classes, as
+  ``compare()`` evaluates them (agreement, absolute RMSE, cosine, per-class, custom corpus, top-k).
+
+Imports numpy and the package's own modules at import time (scipy lazily, for one numerical
+integral of the benchmark's heavy-tailed rows). Not imported by the plugin.
+"""
+
+from pytest_quantguard.simulation.harness import (
+    BASE_SEED,
+    CONFIDENCE,
+    MAX_FALSE_SHIP,
+    MIN_COVERAGE,
+    Cell,
+    CellResult,
+    Draw,
+    Interval,
+    Limits,
+    bootstrap_view,
+    coverage,
+    simulate,
+    summarize,
+)
+from pytest_quantguard.simulation.interval_families import (
+    MACRO_F1_COPY,
+    MACRO_F1_PRIORS,
+    MACRO_F1_REFERENCE_ACCURACY,
+    binary_cell,
+    binary_probabilities,
+    binary_table,
+    binary_true_drop,
+    grouped_cell,
+    grouped_scores,
+    macro_f1_cell,
+    macro_f1_sample,
+    macro_f1_transitions,
+    macro_f1_true_drop,
+    mae_true_drop,
+    perplexity_cell,
+    perplexity_documents,
+    perplexity_true_drop,
+    r2_cell,
+    r2_sample,
+    r2_true_drop,
+    regression_cell,
+    regression_errors,
+    rmse_true_drop,
+)
+from pytest_quantguard.simulation.metric_families import (
+    BALANCED_ACCURACY,
+    BALANCED_DISCORDANCES,
+    BALANCED_DROPS,
+    BALANCED_PRIORS,
+    COSINE_SHAPES,
+    COSINE_SPREAD,
+    agreement_cell,
+    agreement_sample,
+    balanced_accuracy,
+    balanced_sample,
+    balanced_true_drop,
+    corpus_cell,
+    cosine_cell,
+    cosine_true_drop,
+    cosine_values,
+    degraded_class_view,
+    per_class_cell,
+    per_class_sample,
+    rmse_absolute_cell,
+    rmse_absolute_true_drop,
+    squared_errors,
+    top_k_cell,
+    top_k_outputs,
+)
+
+__all__ = [
+    "BALANCED_ACCURACY",
+    "BALANCED_DISCORDANCES",
+    "BALANCED_DROPS",
+    "BALANCED_PRIORS",
+    "BASE_SEED",
+    "CONFIDENCE",
+    "COSINE_SHAPES",
+    "COSINE_SPREAD",
+    "MACRO_F1_COPY",
+    "MACRO_F1_PRIORS",
+    "MACRO_F1_REFERENCE_ACCURACY",
+    "MAX_FALSE_SHIP",
+    "MIN_COVERAGE",
+    "Cell",
+    "CellResult",
+    "Draw",
+    "Interval",
+    "Limits",
+    "agreement_cell",
+    "agreement_sample",
+    "balanced_accuracy",
+    "balanced_sample",
+    "balanced_true_drop",
+    "binary_cell",
+    "binary_probabilities",
+    "binary_table",
+    "binary_true_drop",
+    "bootstrap_view",
+    "corpus_cell",
+    "cosine_cell",
+    "cosine_true_drop",
+    "cosine_values",
+    "coverage",
+    "degraded_class_view",
+    "grouped_cell",
+    "grouped_scores",
+    "macro_f1_cell",
+    "macro_f1_sample",
+    "macro_f1_transitions",
+    "macro_f1_true_drop",
+    "mae_true_drop",
+    "per_class_cell",
+    "per_class_sample",
+    "perplexity_cell",
+    "perplexity_documents",
+    "perplexity_true_drop",
+    "r2_cell",
+    "r2_sample",
+    "r2_true_drop",
+    "regression_cell",
+    "regression_errors",
+    "rmse_absolute_cell",
+    "rmse_absolute_true_drop",
+    "rmse_true_drop",
+    "simulate",
+    "squared_errors",
+    "summarize",
+    "top_k_cell",
+    "top_k_outputs",
+]
