@@ -197,12 +197,11 @@ def timed_run(folder: Path, cache: Path) -> dict:
     started = time.perf_counter()
     from pytest_quantguard.cache import ReferenceCache
     from pytest_quantguard.comparison import run
+    from pytest_quantguard.settings import Execution, Tolerance
 
     imported = time.perf_counter()
-    comparison = run(str(FP32_MODEL), str(INT8_MODEL), data=str(folder), metric=None,
-                     max_drop=None, qat_limit=None, relative=None, confidence=0.95, gate="upper",
-                     resamples=10_000, seed=0, output=None, name=None, metric_options={},
-                     batch_size=BATCH, cache=ReferenceCache(cache))
+    comparison = run(str(FP32_MODEL), str(INT8_MODEL), str(folder), Tolerance(),
+                     Execution(batch_size=BATCH, cache=ReferenceCache(cache)))
     finished = time.perf_counter()
     return {"run_seconds": finished - imported, "import_seconds": imported - started,
             "cache": comparison.runtime["cache"], "reference_ran": comparison.runtime["reference_ran"],

@@ -1,8 +1,8 @@
 """pytest-quantguard: may this quantized model ship? A paired, evidence-backed answer.
 
-Public names only (SPEC §2). They load on first use (PEP 562), so loading the pytest plugin, which
-happens in every pytest run where the package is installed, imports neither numpy nor any backend;
-importing this package never imports torch, onnxruntime, onnx, scipy or matplotlib.
+Public names only (docs/architecture.md). They load on first use (PEP 562), so loading the pytest
+plugin, which happens in every pytest run where the package is installed, imports neither numpy nor
+any backend; importing this package never imports torch, onnxruntime, onnx, scipy or matplotlib.
 """
 
 from __future__ import annotations

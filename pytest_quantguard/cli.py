@@ -1,4 +1,4 @@
-"""The `quantguard` console script (SPEC §2): a thin shell over the package's own functions.
+"""The `quantguard` console script (docs/index.md): a thin shell over the package's own functions.
 
 ``quantguard plan`` sizes a validation set with :func:`pytest_quantguard.stats.plan.plan`. Bad input
 is a usage error (exit 2, one line naming the option), never a traceback.

@@ -1,140 +1,67 @@
-"""The one table of settings: every option, its ini twin, its marker key and how it is validated.
+"""The one table of settings, the typed settings a comparison is asked for, and the one resolver.
 
-Precedence, low to high: default < ini < CLI < marker < call keyword. Validators raise ValueError
-with a message that reads after the setting's name ("--quant-max-drop: must be > 0, got -1").
+Every setting is one row of ``SETTINGS``: its key, default, validator, help, and the layers that may
+set it (the ini file, the command line, the ``quant_tolerance`` marker, a ``quant_compare`` /
+``compare()`` keyword). Precedence, low to high: default < ini < CLI < marker < call keyword. The
+marker signature, the tolerance key list, the JSON schema's ``thresholds`` and ``docs/options.md``
+are generated from the table (docs/contributing.md, "Add a tolerance key").
+
+Values are validated once, where they enter (scipy's ``_bootstrap_iv`` pattern): the resolvers
+below return ``Tolerance``, ``Execution`` and ``Options`` objects the pipe trusts.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.validators import (
+    GATES,
+    choice,
+    count,
+    flag,
+    gate_name,
+    metric_name,
+    metric_table,
+    name_or_index,
+    open_fraction,
+    optional_bool,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 
+__all__ = ["GATES", "OPTIONS", "SETTINGS", "Execution", "Options", "Setting", "Tolerance",
+           "check_layer", "choice", "flag", "gate_name", "make_execution", "merge_tolerance",
+           "metric_name", "metric_table", "name_or_index", "open_fraction", "optional_bool",
+           "positive_float", "positive_int", "resolve_options", "resolve_tolerance", "seed_int",
+           "validate_marker"]
 
-def positive_float(value: Any) -> float:
-    number = _float(value)
-    if not number > 0:
-        raise ValueError(f"must be a number > 0, got {value!r}")
-    return number
-
-
-def open_fraction(value: Any) -> float:
-    number = _float(value)
-    if not 0 < number < 1:
-        raise ValueError(f"must be a number strictly between 0 and 1, got {value!r}")
-    return number
-
-
-def positive_int(value: Any) -> int:
-    number = _int(value)
-    if number < 1:
-        raise ValueError(f"must be a whole number >= 1, got {value!r}")
-    return number
-
-
-def seed_int(value: Any) -> int:
-    number = _int(value)
-    if number < 0:
-        raise ValueError(f"must be a whole number >= 0, got {value!r}")
-    return number
-
-
-def choice(*allowed: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")
-        return str(value)
-
-    check.__name__ = f"one of {'|'.join(allowed)}"
-    return check
-
-
-GATES = ("upper", "point")  # what the limit is held against: the upper bound, or the point estimate
-gate_name = choice(*GATES)
-
-
-def optional_bool(value: Any) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    raise ValueError(f"must be True, False or None, got {value!r}")
-
-
-def flag(value: Any) -> bool:
-    """An on/off setting: a bool, or an ini word (true/false, on/off, yes/no, 1/0)."""
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in ("true", "on", "yes", "1"):
-        return True
-    if word in ("false", "off", "no", "0"):
-        return False
-    raise ValueError(f"must be true or false, got {value!r}")
-
-
-def name_or_index(value: Any) -> str | int | None:
-    if value is None or isinstance(value, str) or (isinstance(value, int)
-                                                   and not isinstance(value, bool) and value >= 0):
-        return value
-    raise ValueError(f"must be an output name (str) or index (int >= 0), got {value!r}")
-
-
-def metric_name(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise ValueError(f"must be a metric name (str), got {value!r}")
-
-
-def metric_table(value: Any) -> dict[str, float | None] | None:
-    """``metrics=``: metric name -> its max_drop (None: the max_drop in force)."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not value:
-        raise ValueError(f"must be a non-empty dict of metric name -> max_drop, e.g. "
-                         f"{{'accuracy': 0.01, 'macro_f1': 0.02}}; got {value!r}")
-    table = {}
-    for key, limit in value.items():
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"metric names must be strings, got {key!r}")
-        try:
-            table[key] = None if limit is None else positive_float(limit)
-        except ValueError as error:
-            raise ValueError(f"{key!r}: {error}") from None
-    return table
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"must be a finite number, got {value!r}")
-    return number
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ValueError(f"must be a whole number, got {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"must be a whole number, got {value!r}") from None
+INI, CLI, MARKER, CALL = "ini", "cli", "marker", "call"  # the layers, farthest first
+RUN_WIDE = (INI, CLI)
+PER_TEST = (MARKER, CALL)
+EVERYWHERE = (INI, CLI, MARKER, CALL)
+NUMBER = {"type": "number"}
+OPTIONAL_NUMBER = {"type": ["number", "null"]}
 
 
 @dataclass(frozen=True)
-class Option:
-    """A run-wide setting: ``--quant-<flag>`` on the command line, ``quant_<key>`` in the ini file."""
+class Setting:
+    """One setting: ``--quant-<flag>`` and ``quant_<key>`` where its layers include the command
+    line and the ini file; a marker / call keyword where they include those."""
 
     key: str
     default: Any
     validate: Callable[[Any], Any]
     help: str
     metavar: str | None = None
+    layers: tuple[str, ...] = RUN_WIDE
+    # recorded in every comparison's "thresholds": the JSON Schema of the recorded value
+    threshold: Mapping[str, Any] | None = None
+    overrides: bool = True  # a marker or call setting it is listed among the test's overrides
 
     @property
     def flag(self) -> str:
@@ -145,113 +72,199 @@ class Option:
         return "quant_" + self.key
 
 
-OPTIONS: tuple[Option, ...] = (
-    Option("data", None, str, "validation set folder (.npz shards, .npy arrays, CSV tables or an "
-           "image folder); a command-line path resolves against the invocation dir, the ini path "
-           "against the ini file", "DIR"),
-    Option("max_drop", 0.01, positive_float, "ship limit: the largest acceptable drop", "X"),
-    Option("qat_limit", 0.03, positive_float, "try-qat / stay-fp16 boundary", "X"),
-    Option("confidence", 0.95, open_fraction, "two-sided interval level", "C"),
-    Option("bootstrap", 10000, positive_int, "bootstrap resamples", "N"),
-    Option("seed", 0, seed_int, "resampling seed", "S"),
-    Option("gate", "upper", gate_name, "what the limit is held against: the "
-           "interval's upper bound, or the point estimate", "{" + ",".join(GATES) + "}"),
-    Option("inconclusive", "fail", choice("fail", "warn"), "what an inconclusive verdict does: fail "
-           "the test, or pass with a QuantGuardWarning", "{fail,warn}"),
-    Option("batch_size", 1024, positive_int, "inference batch size (never larger than the set; a "
-           "model's fixed batch dimension wins)", "N"),
-    Option("max_samples", None, positive_int, "run on a stratified, seeded subset of at most N "
-           "samples, for fast local iteration; every report marks such a run advisory", "N"),
-    Option("device", "cpu", choice("cpu", "cuda"), "where models run: onnxruntime's CPU or CUDA "
-           "execution provider, torch's cpu or cuda device", "{cpu,cuda}"),
-    Option("cache", True, flag, "keep the reference model's outputs between runs, under pytest's "
-           "cache directory (--quant-no-cache: off; a reference is still reused within a run)"),
-    Option("report", None, str, "write the JSON report (every comparison, the environment, the "
-           "settings and the policy) to PATH", "PATH"),
-    Option("markdown", None, str, "write the Markdown summary to PATH (it is also appended to "
-           "$GITHUB_STEP_SUMMARY when that variable is set)", "PATH"),
-    Option("plot", None, str, "write a forest plot (PNG) of every comparison's drop and interval "
-           "to PATH (needs the plot extra)", "PATH"),
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data", None, str, "validation set folder (.npz shards, .npy arrays, CSV tables or an "
+            "image folder); a command-line path resolves against the invocation dir, the ini path "
+            "against the ini file", "DIR"),
+    Setting("max_drop", 0.01, positive_float, "ship limit: the largest acceptable drop", "X",
+            EVERYWHERE, threshold=NUMBER),
+    Setting("qat_limit", 0.03, positive_float, "try-qat / stay-fp16 boundary", "X", EVERYWHERE,
+            threshold=NUMBER),
+    Setting("metric", None, metric_name, "the metric to gate (None: the task's default: accuracy, "
+            "rmse, perplexity or agreement)", layers=PER_TEST, overrides=False),
+    Setting("relative", None, optional_bool, "judge the relative drop, cand/ref - 1 (None: the "
+            "metric's default)", layers=PER_TEST, threshold={"type": "boolean"}),
+    Setting("confidence", 0.95, open_fraction, "two-sided interval level", "C", EVERYWHERE),
+    Setting("bootstrap", 10000, positive_int, "bootstrap resamples", "N"),
+    Setting("seed", 0, seed_int, "resampling seed", "S"),
+    Setting("gate", "upper", gate_name, "what the limit is held against: the interval's upper "
+            "bound, or the point estimate", "{" + ",".join(GATES) + "}", EVERYWHERE,
+            threshold={"enum": list(GATES)}),
+    Setting("output", None, name_or_index, "the model output to score: a name or an index (None: "
+            "the manifest's output, else the first)", layers=PER_TEST, overrides=False),
+    Setting("max_error_increase", None, positive_float, "0/1 metrics, instead of max_drop: the "
+            "candidate's error rate may grow by at most this fraction of the reference's",
+            layers=PER_TEST, threshold=OPTIONAL_NUMBER),
+    Setting("metrics", None, metric_table, "several metrics on one run of each model: {name: "
+            "max_drop or None (the max_drop in force)}", layers=PER_TEST),
+    Setting("slice_max_drop", None, positive_float, "every class and manifest slice must also "
+            "ship under this limit (otherwise they are reported only)", layers=PER_TEST,
+            threshold=OPTIONAL_NUMBER),
+    Setting("inconclusive", "fail", choice("fail", "warn"), "what an inconclusive verdict does: "
+            "fail the test, or pass with a QuantGuardWarning", "{fail,warn}"),
+    Setting("batch_size", 1024, positive_int, "inference batch size (never larger than the set; a "
+            "model's fixed batch dimension wins)", "N"),
+    Setting("max_samples", None, positive_int, "run on a stratified, seeded subset of at most N "
+            "samples, for fast local iteration; every report marks such a run advisory", "N"),
+    Setting("device", "cpu", choice("cpu", "cuda"), "where models run: onnxruntime's CPU or CUDA "
+            "execution provider, torch's cpu or cuda device", "{cpu,cuda}"),
+    Setting("cache", True, flag, "keep the reference model's outputs between runs, under pytest's "
+            "cache directory (--quant-no-cache: off; a reference is still reused within a run)"),
+    Setting("report", None, str, "write the JSON report (every comparison, the environment, the "
+            "settings and the policy) to PATH", "PATH"),
+    Setting("markdown", None, str, "write the Markdown summary to PATH (it is also appended to "
+            "$GITHUB_STEP_SUMMARY when that variable is set)", "PATH"),
+    Setting("plot", None, str, "write a forest plot (PNG) of every comparison's drop and interval "
+            "to PATH (needs the plot extra)", "PATH"),
+    # Project-level settings with no command-line twin: the policy lives in the project's config,
+    # where review sees it (docs/verdict.md, "The policy floor").
+    Setting("junit", "both", choice("testcase", "suite", "both", "off"), "which JUnit properties "
+            "quantguard writes: per testcase, per suite, both, or none", layers=(INI,)),
+    Setting("policy_max_drop", None, positive_float, "the largest max_drop (and metrics= limit, "
+            "slice_max_drop) any marker, call or option may set; a test asking for more fails",
+            layers=(INI,)),
+    Setting("policy_max_error_increase", None, positive_float, "the largest max_error_increase "
+            "any marker, call or option may set", layers=(INI,)),
+    Setting("policy_min_confidence", None, open_fraction, "the lowest confidence any marker, call "
+            "or option may set", layers=(INI,)),
+    Setting("policy_allow_point_gate", True, flag, "whether gate='point' (the point estimate "
+            "instead of the upper bound) is allowed", layers=(INI,)),
+    Setting("policy_min_bootstrap", None, positive_int, "the fewest bootstrap resamples "
+            "(--quant-bootstrap) a run may use", layers=(INI,)),
+    Setting("require_comparisons", 0, count, "fail the session when fewer comparisons ran (a -k "
+            "typo or a skipped gate must not turn the run green)", layers=(INI,)),
 )
+
+BY_KEY = {setting.key: setting for setting in SETTINGS}
+OPTIONS = tuple(setting for setting in SETTINGS if CLI in setting.layers)  # --quant-* and ini
 OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
-PATH_OPTIONS = ("data", "report", "markdown", "plot")  # relative paths: see _resolve_options
-
-
-def optional_fraction(value: Any) -> float | None:
-    return None if value in (None, "") else open_fraction(value)
-
-
-def optional_positive(value: Any) -> float | None:
-    return None if value in (None, "") else positive_float(value)
-
-
-def count(value: Any) -> int:
-    number = _int(value)
-    if number < 0:
-        raise ValueError(f"must be a whole number >= 0, got {value!r}")
-    return number
-
-
-@dataclass(frozen=True)
-class IniKey:
-    """A project-level setting with no command-line twin (the policy lives in the project's
-    config, where review sees it)."""
-
-    key: str
-    default: Any
-    validate: Callable[[Any], Any]
-    help: str
-
-    @property
-    def ini(self) -> str:
-        return "quant_" + self.key
-
-
-INI_KEYS: tuple[IniKey, ...] = (
-    IniKey("junit", "both", choice("testcase", "suite", "both", "off"), "which JUnit properties "
-           "quantguard writes: per testcase, per suite, both, or none"),
-    IniKey("policy_max_drop", None, optional_positive, "the largest max_drop (and metrics= limit, "
-           "slice_max_drop) any marker, call or option may set; a test asking for more fails"),
-    IniKey("policy_max_error_increase", None, optional_positive, "the largest max_error_increase "
-           "any marker, call or option may set"),
-    IniKey("policy_min_confidence", None, optional_fraction, "the lowest confidence any marker, "
-           "call or option may set"),
-    IniKey("policy_allow_point_gate", True, flag, "whether gate='point' (the point estimate "
-           "instead of the upper bound) is allowed"),
-    IniKey("policy_min_bootstrap", None, lambda value: None if value in (None, "") else
-           positive_int(value), "the fewest bootstrap resamples (--quant-bootstrap) a run may use"),
-    IniKey("require_comparisons", 0, count, "fail the session when fewer comparisons ran (a -k "
-           "typo or a skipped gate must not turn the run green)"),
-)
-
-# The marker's allowed keys and their validators (the one table; later issues add keys here).
-MARKER_KEYS: dict[str, Callable[[Any], Any]] = {
-    "max_drop": positive_float,
-    "qat_limit": positive_float,
-    "metric": metric_name,
-    "relative": optional_bool,
-    "confidence": lambda value: None if value is None else open_fraction(value),
-    "gate": lambda value: None if value is None else gate_name(value),
-    "output": name_or_index,
-    # 0/1 metrics: the candidate's error rate may grow by at most this fraction of the reference's
-    "max_error_increase": lambda value: None if value is None else positive_float(value),
-    # several metrics on one run of each model: {name: max_drop or None}
-    "metrics": metric_table,
-    # every class and manifest slice must also ship under this limit (else they are reported only)
-    "slice_max_drop": lambda value: None if value is None else positive_float(value),
-}
-MARKER_SIGNATURE = ("quant_tolerance(max_drop=0.01, qat_limit=0.03, metric='accuracy', "
-                    "relative=None, confidence=None, gate=None, output=None, "
-                    "max_error_increase=None, metrics=None, slice_max_drop=None)")
+INI_KEYS = tuple(setting for setting in SETTINGS if setting.layers == (INI,))
+RUN_KEYS = tuple(setting.key for setting in SETTINGS if INI in setting.layers)
+PATH_OPTIONS = tuple(option.key for option in OPTIONS if option.metavar in ("DIR", "PATH"))
+TOLERANCE_KEYS = tuple(setting.key for setting in SETTINGS if MARKER in setting.layers)
+THRESHOLD_KEYS = tuple(setting.key for setting in SETTINGS if setting.threshold is not None)
+MARKER_KEYS = {key: BY_KEY[key].validate for key in TOLERANCE_KEYS}
+MARKER_SIGNATURE = "quant_tolerance(" + ", ".join(
+    f"{key}={BY_KEY[key].default!r}" for key in TOLERANCE_KEYS) + ")"
 # Two ways to state the one ship limit: a nearer layer's limit replaces a farther layer's.
 LIMIT_KEYS = ("max_drop", "max_error_increase")
 # Two ways to say what is measured: one metric, or several with their limits.
 METRIC_KEYS = ("metric", "metrics")
 
 
+def default(key: str) -> Any:
+    """The table's default for ``key`` (the one place defaults are written)."""
+    return BY_KEY[key].default
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What one comparison is asked to decide: the metric(s), the limit and how it is held.
+
+    With ``max_error_increase`` the limit is the error rate's relative growth and ``max_drop`` is
+    None; ``sources`` says which keys a marker or a call set (for the policy and the reports)."""
+
+    metric: str | None = None
+    metrics: Mapping[str, float | None] | None = None
+    max_drop: float | None = default("max_drop")
+    max_error_increase: float | None = None
+    qat_limit: float = default("qat_limit")
+    relative: bool | None = None
+    confidence: float = default("confidence")
+    gate: str = default("gate")
+    slice_max_drop: float | None = None
+    output: str | int | None = None
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def limit(self) -> float:
+        """The ship limit in the margin's unit."""
+        return self.max_error_increase if self.max_error_increase is not None else self.max_drop
+
+    def limits(self) -> dict[str | None, float]:
+        """Each metric to gate (None: the task's default) -> its ship limit."""
+        if self.metrics is None:
+            return {self.metric: self.limit}
+        return {key: self.limit if value is None else value for key, value in self.metrics.items()}
+
+    def overrides(self) -> list[dict[str, Any]]:
+        """What the test's marker and call set, for the reports."""
+        return [{"key": key, "value": getattr(self, key), "source": source}
+                for key, source in sorted(self.sources.items()) if BY_KEY[key].overrides]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a comparison runs: resampling, batching, device, subset, paths, cache and progress."""
+
+    resamples: int = default("bootstrap")
+    seed: int = default("seed")
+    batch_size: int = default("batch_size")
+    device: str = default("device")
+    max_samples: int | None = default("max_samples")
+    base_dir: Path | None = None  # relative model and data paths resolve against it
+    cache: Any = None  # a cache.ReferenceCache; None: outputs are reused within the call only
+    progress: Callable[[int, int], None] | None = None
+
+
+EXECUTION_KEYS = {"resamples": "bootstrap", "seed": "seed", "batch_size": "batch_size",
+                  "device": "device", "max_samples": "max_samples"}  # field -> setting
+
+
+def make_execution(**given: Any) -> Execution:
+    """An ``Execution`` from keyword values, each checked by its setting's validator (None: the
+    default); errors name the keyword as given."""
+    checked = {}
+    for name, value in given.items():
+        if name in EXECUTION_KEYS and value is not None:
+            value = _checked(name, BY_KEY[EXECUTION_KEYS[name]].validate, value)
+        checked[name] = value
+    return Execution(**{key: value for key, value in checked.items()
+                        if value is not None or key not in EXECUTION_KEYS})
+
+
+def check_layer(given: Mapping[str, Any], where: str | None = None, *,
+                args: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """One marker's or call's tolerance keywords, validated; None means "inherit" and is dropped.
+    ``where`` prefixes errors ("@quant_tolerance(max_drop=...): ..."); without it they read
+    "max_drop: ..." (``compare()``)."""
+    label = where or "compare()"
+    allowed = ", ".join(TOLERANCE_KEYS)
+    if args:
+        raise QuantGuardError(f"{label} takes keyword arguments only (allowed keys: {allowed}); "
+                              f"got positional {list(args)}")
+    unknown = sorted(set(given) - set(TOLERANCE_KEYS))
+    if unknown:
+        raise QuantGuardError(f"{label}: unknown key(s) {', '.join(unknown)}; the allowed keys "
+                              f"are {allowed}")
+    checked = {}
+    for key, value in given.items():
+        if value is not None:
+            checked[key] = _checked(f"{where}({key}=...)" if where else key,
+                                    BY_KEY[key].validate, value)
+    if all(key in checked for key in LIMIT_KEYS):
+        raise QuantGuardError(f"{where}: give max_drop or max_error_increase, not both (two ways to "
+                              "state the same limit)" if where else
+                              f"give max_drop={checked['max_drop']!r} or max_error_increase="
+                              f"{checked['max_error_increase']!r}, not both: they are two ways to "
+                              "state the same limit")
+    if all(key in checked for key in METRIC_KEYS):
+        raise QuantGuardError(f"{where}: give metric= (one metric) or metrics= (several), not both"
+                              if where else f"give metric={checked['metric']!r} or metrics={{...}}, "
+                              "not both")
+    return checked
+
+
+def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], *,
+                    where: str = "@quant_tolerance") -> dict[str, Any]:
+    """Check a ``quant_tolerance`` marker's arguments; QuantGuardError names the allowed keys."""
+    return check_layer(kwargs, where, args=args)
+
+
 def merge_tolerance(*layers: Mapping[str, Any]) -> dict[str, Any]:
     """Merge settings layers, farthest first: later layers win key by key, None means "inherit",
-    and a layer that states a limit (``max_drop`` or ``max_error_increase``) replaces the other."""
+    and a layer that states a limit (``max_drop`` or ``max_error_increase``) replaces the other;
+    one that states ``metric`` or ``metrics`` likewise."""
     merged: dict[str, Any] = {}
     for layer in layers:
         given = {key: value for key, value in layer.items() if value is not None}
@@ -263,26 +276,121 @@ def merge_tolerance(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], *,
-                    where: str = "@quant_tolerance") -> dict[str, Any]:
-    """Check a ``quant_tolerance`` marker's arguments; QuantGuardError names the allowed keys."""
-    allowed = ", ".join(MARKER_KEYS)
-    if args:
-        raise QuantGuardError(f"{where} takes keyword arguments only (allowed keys: "
-                              f"{allowed}); got positional {list(args)}")
-    unknown = sorted(set(kwargs) - set(MARKER_KEYS))
-    if unknown:
-        raise QuantGuardError(f"{where}: unknown key(s) {', '.join(unknown)}; the allowed "
-                              f"keys are {allowed}")
-    checked = {}
-    for key, value in kwargs.items():
+def resolve_tolerance(run: Mapping[str, Any] | None = None, *per_test: tuple[str, Mapping[str, Any]],
+                      ) -> Tolerance:
+    """The one resolver: the run-wide values (default < ini < CLI, already checked) under the
+    per-test layers, given as ``("marker" | "call", checked values)`` farthest first.
+
+    The special case is explicit here: with ``max_error_increase`` the try-qat band is in the
+    error rate's unit, so only a ``qat_limit`` given beside it (marker or call) applies, else 3x the
+    limit (docs/verdict.md, "Error-rate margin")."""
+    run_wide = {key: value for key, value in (run or {}).items() if key in TOLERANCE_KEYS}
+    merged = merge_tolerance(run_wide, *(values for _, values in per_test))
+    nearest = merge_tolerance(*(values for _, values in per_test))
+    sources = {key: layer for layer, values in per_test for key in values}
+    if merged.get("max_error_increase") is not None:
+        increase = merged["max_error_increase"]
+        if merged.get("relative"):
+            raise QuantGuardError("relative=True and max_error_increase= are two different "
+                                  "margins; give one")
+        if merged.get("metrics") is not None:
+            raise QuantGuardError("max_error_increase= applies to one metric; with metrics= give "
+                                  "each metric's max_drop instead")
+        merged["max_drop"] = None
+        merged["relative"] = False
+        merged["qat_limit"] = nearest.get("qat_limit", round(3 * increase, 12))
+    return Tolerance(**merged, sources=sources)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The run-wide settings (default < ini < CLI), every value checked: ``options.max_drop``."""
+
+    values: Mapping[str, Any]
+
+    def __getattr__(self, key: str) -> Any:
         try:
-            checked[key] = MARKER_KEYS[key](value)
-        except ValueError as error:
-            raise QuantGuardError(f"{where}({key}=...): {error}") from None
-    if all(checked.get(key) is not None for key in LIMIT_KEYS):
-        raise QuantGuardError(f"{where}: give max_drop or max_error_increase, not both (two ways to "
-                              "state the same limit)")
-    if all(checked.get(key) is not None for key in METRIC_KEYS):
-        raise QuantGuardError(f"{where}: give metric= (one metric) or metrics= (several), not both")
-    return checked
+            return self.__dict__["values"][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    def tolerance(self) -> dict[str, Any]:
+        """The run-wide layer of every comparison's tolerance."""
+        return {key: value for key, value in self.values.items() if key in TOLERANCE_KEYS}
+
+    def execution(self, **where: Any) -> Execution:
+        """This run's ``Execution`` (``base_dir``, ``cache`` and ``progress`` are the caller's)."""
+        return Execution(**{name: self.values[key] for name, key in EXECUTION_KEYS.items()},
+                         **where)
+
+
+def resolve_options(read_cli: Callable[[str], Any], read_ini: Callable[[str], Any], *,
+                    cli_dir: Path, ini_dir: Path, ini_file: Path | None = None) -> Options:
+    """default < ini < CLI, each value checked; relative paths resolve against the invocation dir
+    (command line) or the ini file's folder. A bad ini value is an error naming it and the file."""
+    resolved: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if INI not in setting.layers:
+            continue
+        value = read_cli(setting.ini) if CLI in setting.layers else None
+        base = cli_dir
+        if value is None:
+            raw = read_ini(setting.ini)
+            if raw in (None, "", []):
+                resolved[setting.key] = setting.default
+                continue
+            where = f"{setting.ini} = {raw!r}" + (f" in {ini_file}" if ini_file else "")
+            try:
+                value = setting.validate(raw.strip() if isinstance(raw, str) else raw)
+            except ValueError as error:
+                raise QuantGuardError(f"quantguard: {where}: {error}") from None
+            base = ini_dir
+        resolved[setting.key] = str(base / value) if setting.key in PATH_OPTIONS else value
+    if resolved["plot"] is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise QuantGuardError('quantguard: --quant-plot needs matplotlib: pip install '
+                                  '"pytest-quantguard[plot]"')
+    return Options(resolved)
+
+
+def _checked(key: str, validate: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return validate(value)
+    except ValueError as error:
+        raise QuantGuardError(f"{key}: {error}") from None
+
+
+def options_table() -> str:
+    """docs/options.md's tables, generated from SETTINGS (a test keeps the file in sync)."""
+    def cell(text: Any) -> str:
+        return str(text).replace("|", "\\|")
+
+    lines = ["# Options, ini keys and marker keys", "",
+             "Generated from `pytest_quantguard/settings.py` (`python -m pytest_quantguard.settings "
+             "> docs/options.md`); a test keeps it in sync. Precedence, low to high: default < ini "
+             "< command line < `quant_tolerance` marker < `quant_compare` / `compare()` keyword.",
+             ""]
+    groups = (("Run-wide: command line and ini file", lambda s: CLI in s.layers),
+              ("Project policy: ini file only", lambda s: s.layers == (INI,)),
+              ("Per test: marker and call keyword only", lambda s: INI not in s.layers))
+    for title, chosen in groups:
+        lines += [f"## {title}", "", "| key | command line | ini | marker / call | default | "
+                  "meaning |", "|---|---|---|---|---|---|"]
+        for setting in filter(chosen, SETTINGS):
+            lines.append("| " + " | ".join((
+                f"`{setting.key}`",
+                f"`{setting.flag}`" if CLI in setting.layers else "",
+                f"`{setting.ini}`" if INI in setting.layers else "",
+                "yes" if MARKER in setting.layers else "",
+                f"`{setting.default!r}`", cell(setting.help))) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(options_table(), end="")

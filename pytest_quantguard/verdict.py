@@ -1,6 +1,6 @@
 """The decision framework: a drop, its interval and the tolerance become a verdict and a message.
 
-Rule (SPEC §1), with p the point estimate and [L, U] the interval of the drop:
+Rule (docs/verdict.md), with p the point estimate and [L, U] the interval of the drop:
 1. ship          if U < max_drop (gate="point": if p < max_drop)
 2. inconclusive  if p < max_drop (never with gate="point")
 3. try-qat       if p < qat_limit
@@ -33,6 +33,12 @@ class Verdict(enum.StrEnum):
         """Whether the gate fails on it: every verdict but ship (the fixture may turn an
         inconclusive one into a warning with quant_inconclusive = warn)."""
         return self is not Verdict.SHIP
+
+    @property
+    def rejected(self) -> bool:
+        """Whether the data shows the candidate over the limit (try-qat, stay-fp16), as opposed
+        to shipping or not being able to tell (inconclusive)."""
+        return self in (Verdict.TRY_QAT, Verdict.STAY_FP16)
 
 
 _SEVERITY = {Verdict.SHIP: 0, Verdict.INCONCLUSIVE: 1, Verdict.TRY_QAT: 2, Verdict.STAY_FP16: 3}

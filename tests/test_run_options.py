@@ -8,14 +8,13 @@ import pytest
 from conftest import MODELS, PROD_VAL
 from pytest_quantguard import QuantGuardWarning, ValidationSet
 from pytest_quantguard.comparison import run, stratified_subset
+from pytest_quantguard.settings import Execution, Tolerance
 
 FP32, INT2 = (str(MODELS / f"{name}.onnx") for name in ("fp32", "int2"))
 
 
 def call(reference, candidate, data, **knobs):
-    return run(reference, candidate, data=data, metric=None, max_drop=None, qat_limit=None,
-               relative=None, confidence=0.95, gate="upper", resamples=2000, seed=0, output=None,
-               name=None, metric_options={}, **knobs)
+    return run(reference, candidate, data, Tolerance(), Execution(resamples=2000, **knobs))
 
 
 def test_stratified_subset_keeps_each_class_share_and_is_seeded():
@@ -78,10 +77,10 @@ def test_duplicate_samples_warn():
 
 PROGRESS = """
 import numpy as np
-import pytest_quantguard.plugin as plugin
+import pytest_quantguard.fixture as fixture
 
-plugin.PROGRESS_AFTER_S = 0.0  # show progress at once, for the test
-plugin.PROGRESS_EVERY_S = 0.0
+fixture.PROGRESS_AFTER_S = 0.0  # show progress at once, for the test
+fixture.PROGRESS_EVERY_S = 0.0
 
 
 def test_slow(quant_compare):

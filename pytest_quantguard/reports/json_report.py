@@ -1,4 +1,4 @@
-"""The JSON report (``--quant-report``, SPEC §4): the run's environment, settings, policy and every
+"""The JSON report (``--quant-report``, docs/reports.md): the run's environment, settings, policy and every
 comparison record, written atomically. Its shape is the shipped JSON Schema
 (``pytest_quantguard/schema/report.schema.json``, read with ``load_schema()``)."""
 
@@ -19,10 +19,10 @@ from typing import Any
 
 from pytest_quantguard._files import write_atomically
 from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.verdict import Verdict
 
 SCHEMA_VERSION = 1
 GIT_TIMEOUT_SECONDS = 5.0
-FAILED_VERDICTS = ("try-qat", "stay-fp16")
 # distributions that provide ``import onnxruntime`` (the CPU wheel first)
 ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml",
                              "onnxruntime-openvino", "onnxruntime-qnn", "onnxruntime-silicon")
@@ -100,10 +100,10 @@ def summary(records: Iterable[Mapping[str, Any]], *, inconclusive: str = "fail",
     inconclusive (unless inconclusive verdicts only warn), or the policy was not satisfied."""
     records = list(records)
     verdicts = [record["verdict"] for record in records]
-    failed = sum(verdict in FAILED_VERDICTS for verdict in verdicts)
+    failed = sum(Verdict(verdict).rejected for verdict in verdicts)
     # a comparison in a test marked as an expected failure (xfail) does not fail the gate
     live = [record["verdict"] for record in records if record.get("outcome") != "xfailed"]
-    failing = sum(verdict in FAILED_VERDICTS for verdict in live)
+    failing = sum(Verdict(verdict).rejected for verdict in live)
     open_ = live.count("inconclusive")
     return {"comparisons": len(verdicts), "ship": verdicts.count("ship"), "failed": failed,
             "inconclusive": verdicts.count("inconclusive"),

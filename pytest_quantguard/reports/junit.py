@@ -1,4 +1,4 @@
-"""JUnit testcase properties (SPEC §4), appended as strings to ``item.user_properties``."""
+"""JUnit testcase properties (docs/reports.md, "JUnit"), appended as strings to ``item.user_properties``."""
 
 from __future__ import annotations
 

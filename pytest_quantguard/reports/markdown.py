@@ -4,26 +4,22 @@ out). ``--quant-markdown PATH`` writes it; under GitHub Actions it is also appen
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from pytest_quantguard.formatting import size_text, time_text
 from pytest_quantguard.reports.json_report import summary
-from pytest_quantguard.reports.terminal import size_text, time_text
+from pytest_quantguard.verdict import severity
 
-# the table's order: what blocks a release first, then what needs a look, then what ships
-VERDICT_ORDER = {"stay-fp16": 0, "try-qat": 1, "inconclusive": 2, "ship": 3}
 COLUMNS = ("verdict", "test", "metric", "reference", "candidate", "drop", "interval", "n", "size",
            "time per sample")
 SHOWN_SLICES = 3  # rows of "classes / slices that lost most" per comparison that did not ship
 SHOWN_DISCORDANT = 5  # discordant sample indices named per comparison (the JSON report has more)
-# 0/1 metrics, whose absolute drops read as accuracy points
-_BINARY = re.compile(r"(accuracy|top_?[1-9][0-9]*|top_k|per_class_accuracy|agreement)")
 
 
 def by_severity(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Records in report order: stay-fp16, try-qat, inconclusive, ship; then by id."""
-    return sorted(records, key=lambda r: (VERDICT_ORDER.get(r["verdict"], -1), r["id"]))
+    return sorted(records, key=lambda r: (-severity(r["verdict"]), r["id"]))
 
 
 def markdown_report(records: Sequence[Mapping[str, Any]], *, title: str = "Quantization gate",
@@ -104,24 +100,11 @@ def _marker(verdict: str, inconclusive: str, outcome: str | None = None) -> str:
     return "**FAIL**"
 
 
-def is_points(record: Mapping[str, Any]) -> bool:
-    """Whether the record's drops are absolute drops of a 0/1 metric (0.01 = 1 point)."""
-    details = record.get("details") or {}
-    if details.get("margin", "absolute") != "absolute":
-        return False
-    return (_BINARY.fullmatch(record["metric"]) is not None or "reference_only" in details
-            or "disagreements" in details)
-
-
 def unit_formatter(record: Mapping[str, Any]) -> Callable[[float], str]:
-    """How this record's drops read: points for absolute drops of 0/1 metrics, percent for
-    relative and error-increase margins, else 4 significant digits in the metric's units."""
-    margin = (record.get("details") or {}).get("margin", "absolute")
-    if margin != "absolute" or record["thresholds"].get("relative"):
-        return _percent
-    if is_points(record):
-        return _points
-    return _plain
+    """How this record's drops read (its ``unit``): points for absolute drops of 0/1 metrics,
+    percent for relative and error-increase margins, else 4 significant digits in the metric's
+    units."""
+    return {"points": _points, "percent": _percent}.get(record.get("unit", "metric"), _plain)
 
 
 def _points(value: float) -> str:
@@ -165,11 +148,8 @@ def _lost(record: Mapping[str, Any]) -> list[str]:
     discordant = record.get("discordant")
     if discordant:
         lines.append(f"  - {_discordant(discordant, details)}")
-    remedy = next((line.strip()[len("remedy:"):].strip()
-                   for line in str(record.get("message", "")).splitlines()
-                   if line.strip().startswith("remedy:")), None)
-    if remedy:
-        lines.append(f"  - remedy: {_one_line(remedy)}")
+    if record.get("remedy"):
+        lines.append(f"  - remedy: {_one_line(record['remedy'])}")
     return lines
 
 

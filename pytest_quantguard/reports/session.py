@@ -8,50 +8,16 @@ import datetime
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pytest_quantguard import __version__
+from pytest_quantguard import policy
 from pytest_quantguard._files import write_atomically
+from pytest_quantguard._version import __version__
 from pytest_quantguard.errors import QuantGuardError
 
 RED = {"red": True, "bold": True}
 PLAIN: dict[str, bool] = {}
-
-
-POLICY_KEYS = ("quant_policy_max_drop", "quant_policy_max_error_increase",
-               "quant_policy_min_confidence", "quant_policy_allow_point_gate",
-               "quant_policy_min_bootstrap", "quant_require_comparisons")
-
-
-def release_count(records: list[dict[str, Any]]) -> int:
-    """Comparisons that count toward quant_require_comparisons: advisory ones (a
-    --quant-max-samples subset) are not a release verdict."""
-    return sum(not (record.get("details") or {}).get("advisory") for record in records)
-
-
-def command_line_overrides(config: pytest.Config) -> list[str]:
-    """Policy keys given with ``-o key=value`` (or PYTEST_ADDOPTS): they bypass the project's
-    config file, so every report says so."""
-    given = getattr(config.option, "override_ini", None) or []
-    return sorted({item.split("=", 1)[0].strip() for item in given} & set(POLICY_KEYS))
-
-
-def policy(options: dict[str, Any], records: list[dict[str, Any]],
-           violations: list[dict[str, Any]], overridden: list[str] | None = None) -> dict[str, Any]:
-    required = options["require_comparisons"]
-    counted = release_count(records)
-    return {"max_drop": options["policy_max_drop"],
-            "max_error_increase": options["policy_max_error_increase"],
-            "min_confidence": options["policy_min_confidence"],
-            "allow_point_gate": options["policy_allow_point_gate"],
-            "min_bootstrap": options["policy_min_bootstrap"],
-            "require_comparisons": required, "comparisons": counted,
-            "advisory_comparisons": len(records) - counted,
-            "satisfied": counted >= required and not violations,
-            "violations": sorted(violations, key=lambda v: (v["id"], v["key"])),
-            "set_on_command_line": list(overridden or [])}
 
 
 def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
@@ -59,54 +25,83 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
     config = session.config
     options = state.options
     records = sorted(state.records, key=lambda record: (record["id"], record["metric"]))
-    overridden = command_line_overrides(config)
-    stated = policy(options, records, state.violations, overridden)
-    notes: list[tuple[str, dict[str, bool]]] = []
-    if overridden:
-        notes.append((f"quantguard: policy set on the command line (-o), not by the project's "
-                      f"config file: {', '.join(overridden)} (recorded in the reports)",
-                      {"yellow": True, "bold": True}))
-    required = options["require_comparisons"]
-    option = config.option
-    if any(getattr(option, name, False) for name in ("collectonly", "setupplan", "setuponly")):
+    overridden = policy.command_line_overrides(getattr(config.option, "override_ini", None))
+    stated = policy.stated(options, records, state.violations, overridden)
+    required = options.require_comparisons
+    if any(getattr(config.option, name, False) for name in ("collectonly", "setupplan",
+                                                             "setuponly")):
         required = 0  # nothing runs: no comparison is expected
-    counted = release_count(records)
-    if counted < required:
-        advisory = len(records) - counted
-        why = (f" ({advisory} more ran on a --quant-max-samples subset: advisory, not counted)"
-               if advisory else " (was a gate deselected by -k/-m, skipped, or renamed?)")
-        notes.append((f"quantguard: {counted} comparison(s) ran, but quant_require_comparisons "
-                      f"= {required}: the session fails{why}", RED))
+    shortfall = _shortfall(records, required)
+    notes = _terminal_notes(overridden, shortfall, stated["violations"])
+    if shortfall:
         _fail(session)
-    for violation in stated["violations"]:
-        notes.append((f"quantguard: policy violation in {violation['id']}: "
-                      f"{violation['message']}", RED))
-    if options["junit"] in ("suite", "both"):
+    if options.junit in ("suite", "both"):
         _suite_properties(config, records, options, stated)
-    wanted = [(key, options[key]) for key in ("report", "markdown", "plot") if options[key]]
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    wanted = [(key, getattr(options, key)) for key in ("report", "markdown", "plot")
+              if getattr(options, key)]
     if not records:
         if wanted:
             notes.append(("quantguard: no comparison ran; no report written ("
                           + ", ".join(f"--quant-{key} {path}" for key, path in wanted) + ")",
                           PLAIN))
         return notes
-    extra_notes = [f"policy violation in {v['id']}: {v['message']}" for v in stated["violations"]]
+    markdown = _markdown(records, _report_notes(records, overridden, shortfall, stated),
+                         options, stated["satisfied"])
+    notes += _write_reports(session, wanted, records, options, stated, markdown)
+    return notes
+
+
+def _shortfall(records, required: int) -> tuple[int, int, int] | None:
+    """(counted, required, advisory) when fewer comparisons counted than the project requires."""
+    counted = policy.release_count(records)
+    return (counted, required, len(records) - counted) if counted < required else None
+
+
+def _terminal_notes(overridden, shortfall, violations) -> list[tuple[str, dict[str, bool]]]:
+    """The policy's lines in the terminal summary, with their markup."""
+    notes: list[tuple[str, dict[str, bool]]] = []
     if overridden:
-        extra_notes.insert(0, "policy set on the command line (-o), not by the project's config "
-                              "file: " + ", ".join(overridden))
-    extra_notes += [f"override in {record['id']}: " + ", ".join(
+        notes.append((f"quantguard: policy set on the command line (-o), not by the project's "
+                      f"config file: {', '.join(overridden)} (recorded in the reports)",
+                      {"yellow": True, "bold": True}))
+    if shortfall:
+        counted, required, advisory = shortfall
+        why = (f" ({advisory} more ran on a --quant-max-samples subset: advisory, not counted)"
+               if advisory else " (was a gate deselected by -k/-m, skipped, or renamed?)")
+        notes.append((f"quantguard: {counted} comparison(s) ran, but quant_require_comparisons "
+                      f"= {required}: the session fails{why}", RED))
+    notes += [(f"quantguard: policy violation in {violation['id']}: {violation['message']}", RED)
+              for violation in violations]
+    return notes
+
+
+def _report_notes(records, overridden, shortfall, stated) -> list[str]:
+    """The Markdown's notes: the policy's state, then every test's overrides."""
+    notes = [f"policy violation in {v['id']}: {v['message']}" for v in stated["violations"]]
+    if overridden:
+        notes.insert(0, "policy set on the command line (-o), not by the project's config file: "
+                        + ", ".join(overridden))
+    notes += [f"override in {record['id']}: " + ", ".join(
         f"{item['key']}={item['value']!r} ({item['source']})" for item in record["overrides"])
         for record in records if record.get("overrides")]
-    if counted < required:
-        extra_notes.insert(0, f"only {counted} comparison(s) counted; quant_require_comparisons "
-                              f"= {required}: the session fails")
-    markdown = _markdown(records, extra_notes, options, stated["satisfied"])
+    if shortfall:
+        counted, required, _ = shortfall
+        notes.insert(0, f"only {counted} comparison(s) counted; quant_require_comparisons "
+                        f"= {required}: the session fails")
+    return notes
+
+
+def _write_reports(session: pytest.Session, wanted, records, options, stated,
+                   markdown: str) -> list[tuple[str, dict[str, bool]]]:
+    """The JSON, Markdown and plot files asked for, and $GITHUB_STEP_SUMMARY when it is set; a
+    write that fails fails the session."""
+    config = session.config
     writers = {
         "report": lambda path: _write_json(config, path, records, options, stated),
         "markdown": lambda path: write_atomically(
             path, lambda stream: stream.write((markdown + "\n").encode("utf-8"))),
         "plot": lambda path: _plot(records, path)}
+    notes: list[tuple[str, dict[str, bool]]] = []
     for key, path in wanted:
         try:
             writers[key](path)
@@ -115,6 +110,7 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
             _fail(session)
         else:
             notes.append((f"quantguard: {key} written to {path}", PLAIN))
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         try:
             with open(summary_file, "a", encoding="utf-8") as handle:
@@ -144,8 +140,8 @@ def _suite_properties(config: pytest.Config, records, options, stated) -> None:
     properties = {
         "quant.run.comparisons": tally["comparisons"], "quant.run.ship": tally["ship"],
         "quant.run.failed": tally["failed"], "quant.run.inconclusive": tally["inconclusive"],
-        "quant.run.seed": options["seed"], "quant.run.version": __version__,
-        "quant.run.required_comparisons": options["require_comparisons"],
+        "quant.run.seed": options.seed, "quant.run.version": __version__,
+        "quant.run.required_comparisons": options.require_comparisons,
         "quant.run.policy_violations": len(stated["violations"]),
     }
     for name, value in properties.items():
@@ -168,7 +164,7 @@ def _write_json(config: pytest.Config, path: str, records, options, stated) -> N
 
         providers = list(onnxruntime.get_available_providers())
     report = build_report(
-        records, settings=dict(options), policy=stated,
+        records, settings=options.as_dict(), policy=stated,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         host=socket.gethostname(), commit=git_commit(config.rootpath))
     report["environment"] = environment(execution_providers=providers)
@@ -176,11 +172,11 @@ def _write_json(config: pytest.Config, path: str, records, options, stated) -> N
     write_json(Path(path), report)
 
 
-def _markdown(records, notes: list[str], options: dict[str, Any],
+def _markdown(records, notes: list[str], options,
               policy_satisfied: bool = True) -> str:
     from pytest_quantguard.reports.markdown import markdown_report
 
-    return markdown_report(records, notes=notes, inconclusive=options["inconclusive"],
+    return markdown_report(records, notes=notes, inconclusive=options.inconclusive,
                            policy_satisfied=policy_satisfied)
 
 

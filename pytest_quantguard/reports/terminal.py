@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pytest_quantguard.formatting import drop_text, human_bytes, size_text, time_text
+
+__all__ = ["drop_text", "human_bytes", "size_text", "summary_lines", "time_text"]
+
 COLUMNS = ("test", "metric", "reference", "candidate", "drop", "interval", "verdict", "size",
            "ms/sample", "cache")
 VERDICT_MARKUP = {"ship": {"green": True}, "inconclusive": {"yellow": True}}
@@ -44,45 +48,3 @@ def _row(record: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
         str(record.get("runtime", {}).get("cache", "off")),
     )
     return cells, record["verdict"]
-
-
-def human_bytes(count: int | None) -> str:
-    if not count:
-        return "?"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if count >= size:
-            return f"{count / size:.3g} {unit}"
-    return f"{count} B"
-
-
-def size_text(cost: Mapping[str, Any], arrow: str = "->", times: str = "x",
-              none: str = "-") -> str:
-    """'154 KB -> 46.6 KB (3.31x)': both models' file sizes and the compression (the terminal's
-    ASCII by default; the Markdown report passes its own arrow and sign)."""
-    reference, candidate = cost.get("reference_bytes"), cost.get("candidate_bytes")
-    if not reference and not candidate:
-        return none
-    text = f"{human_bytes(reference)} {arrow} {human_bytes(candidate)}"
-    if cost.get("compression"):
-        text += f" ({cost['compression']:.2f}{times})"
-    return text
-
-
-def time_text(runtime: Mapping[str, Any], arrow: str = "->", unit: str = "",
-              none: str = "-") -> str:
-    """Inference milliseconds per sample, reference -> candidate ('reused' when the reference's
-    outputs were reused: from the cache, or from an earlier comparison in this run)."""
-    candidate = runtime.get("candidate_ms_per_sample")
-    if candidate is None:
-        return none
-    reference = runtime.get("reference_ms_per_sample")
-    shown = "reused" if reference is None else f"{reference:.3g}{unit}"
-    return f"{shown} {arrow} {candidate:.3g}{unit}"
-
-
-def drop_text(value: float, relative: bool = False) -> str:
-    """A drop: in metric units, or in percent for relative and error-rate margins; tiny values
-    (fidelity drops such as 1.4e-05) keep their significant digits instead of reading +0.0000."""
-    if relative:
-        return f"{100 * value:+.2f}%" if value == 0 or abs(value) >= 1e-4 else f"{100 * value:+.2g}%"
-    return f"{value:+.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:+.3g}"

@@ -120,7 +120,7 @@ def test_marker_is_registered_with_its_signature_under_strict_markers(pytester, 
     pytester.runpytest("--quant-data", "prod_val").assert_outcomes(passed=1, failed=1)
     markers = pytester.runpytest("--markers")
     markers.stdout.fnmatch_lines(["@pytest.mark.quant_tolerance(max_drop=0.01, qat_limit=0.03, "
-                                  "metric='accuracy', relative=None, confidence=None, gate=None, "
+                                  "metric=None, relative=None, confidence=0.95, gate='upper', "
                                   "output=None, max_error_increase=None, metrics=None, "
                                   "slice_max_drop=None): *"])
 

@@ -96,11 +96,11 @@ def test_plain_callables_are_never_cached():
 
     from pytest_quantguard.cache import ReferenceCache
     from pytest_quantguard.comparison import run
+    from pytest_quantguard.settings import Execution, Tolerance
 
     x = np.eye(4)[np.arange(40) % 4] + np.arange(40)[:, None] * 1e-3  # 40 distinct samples
     cache = ReferenceCache(None)
-    result = run(lambda b: b, lambda b: b, data=(x, np.arange(40) % 4), metric=None, max_drop=None,
-                 qat_limit=None, relative=None, confidence=0.95, gate="upper", resamples=100,
-                 seed=0, output=None, name=None, metric_options={}, cache=cache)
+    result = run(lambda b: b, lambda b: b, (x, np.arange(40) % 4), Tolerance(),
+                 Execution(resamples=100, cache=cache))
     assert result.runtime["cache"] == "off" and result.runtime["reference_ran"] is True
     assert cache.memory == {}

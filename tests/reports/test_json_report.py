@@ -31,8 +31,9 @@ from pytest_quantguard.reports.json_report import (
 
 TOP_LEVEL = ["schema_version", "created", "host", "environment", "git_commit", "settings", "policy",
              "summary", "comparisons"]
-RECORD_KEYS = ["id", "name", "metric", "reference", "candidate", "data", "drop", "interval",
-               "verdict", "thresholds", "cost", "discordant", "message", "details", "runtime"]
+RECORD_KEYS = ["id", "name", "metric", "metric_kind", "unit", "reference", "candidate", "data", "drop",
+               "interval", "verdict", "thresholds", "cost", "discordant", "message", "remedy",
+               "details", "runtime"]
 SETTINGS = {"seed": 0, "confidence": 0.95, "max_drop": 0.01, "inconclusive": "fail"}
 POLICY = {"max_drop": 0.02, "max_error_increase": None, "min_confidence": None,
           "allow_point_gate": True, "require_comparisons": 0, "comparisons": 6, "satisfied": True,

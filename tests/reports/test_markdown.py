@@ -47,6 +47,14 @@ def records() -> list[dict]:
     return records
 
 
+def test_records_say_how_their_drops_read(records):
+    """The record carries its unit, so no report guesses it from the metric's name."""
+    shown = {"pt": "points", "%": "percent", "plain": "metric"}
+    assert {r["id"]: r["unit"] for r in records} == {key: shown[unit] for key, unit in UNITS.items()}
+    assert {r["id"]: r["metric_kind"] for r in records}["int2.macro_f1"] == "corpus"
+    assert all(r["remedy"] and r["message"].endswith(f"remedy: {r['remedy']}") for r in records)
+
+
 def cells(line: str) -> list[str]:
     """A GFM table row's cells: split on unescaped pipes, then unescaped."""
     assert line.startswith("|") and line.endswith("|"), line

@@ -66,15 +66,14 @@ def test_fixed_batch_dimension_is_padded_and_trimmed(tmp_path, digits, weights):
 
 def test_batch_size_does_not_change_the_result(digits, weights, tmp_path):
     from pytest_quantguard.comparison import run
+    from pytest_quantguard.settings import Execution, Tolerance
 
     inputs, labels = digits
     model = linear_model(tmp_path / "m.onnx", weights)
     noisy = linear_model(tmp_path / "n.onnx", weights + np.random.default_rng(0).normal(0, 0.05,
                                                                                       weights.shape))
-    common = dict(data=(inputs, labels), metric=None, max_drop=None, qat_limit=None, relative=None,
-                  confidence=0.95, gate="upper", resamples=10000, seed=0, output=None, name=None,
-                  metric_options={})
-    small, large = (run(model, noisy, batch_size=size, **common) for size in (33, 4096))
+    small, large = (run(model, noisy, (inputs, labels), Tolerance(), Execution(batch_size=size))
+                    for size in (33, 4096))
     assert small.drop == large.drop and small.interval == large.interval
 
 

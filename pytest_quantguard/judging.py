@@ -1,0 +1,256 @@
+"""Judging: which metrics to gate and how (plans), then each metric's interval, verdict, class
+and slice breakdowns and discordant samples (docs/verdict.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pytest_quantguard.data import ValidationSet
+from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.formatting import drop_formatter
+from pytest_quantguard.inference import Inferred, Records
+from pytest_quantguard.message import Judgement, message, remedy
+from pytest_quantguard.metrics import Context, Metric, Scores, get_metric
+from pytest_quantguard.metrics.base import require_margin
+from pytest_quantguard.metrics.scores import BinaryScores, PerClassScores, breakdown
+from pytest_quantguard.record import Comparison, Interval
+from pytest_quantguard.runners import Runner
+from pytest_quantguard.settings import Execution, Tolerance
+from pytest_quantguard.stats import derive_rng
+from pytest_quantguard.stats.seeding import scores_digest
+from pytest_quantguard.verdict import Verdict, decide, severity
+
+DISCORDANT_CAP = 100  # discordant samples kept per comparison (the count is always complete)
+SUGGESTED = {"regression": "mae, rmse or r2", "language-model": "perplexity"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One metric to gate: the configured metric, its limit, its try-qat boundary and margin."""
+
+    metric: Metric
+    max_drop: float
+    qat_limit: float
+    margin: str
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What is compared: the set (and the size of the set it may be a subset of), both models,
+    and the notes every comparison of them carries."""
+
+    dataset: ValidationSet
+    full_n: int
+    reference: Runner
+    candidate: Runner
+    notes: tuple[str, ...] = ()
+
+
+def plans(tolerance: Tolerance, dataset: ValidationSet,
+          options: Mapping[str, Any]) -> list[Plan]:
+    """Resolve each metric (the task's default for None), its options and margin, and check it
+    suits the data before any model runs."""
+    found, used = [], set()
+    for key, limit in tolerance.limits().items():
+        probe = get_metric(key, dataset.task)
+        accepted = {option: value for option, value in options.items()
+                    if option in probe.option_names}
+        used.update(accepted)
+        if "pooling" in probe.option_names and "pooling" not in accepted \
+                and dataset.manifest.get("pooling") is not None:
+            accepted["pooling"] = dataset.manifest["pooling"]
+        chosen = probe.configure(accepted)
+        _check_fit(chosen, dataset)
+        margin = _margin(chosen, tolerance)
+        require_margin(chosen.name, margin, chosen.margins)
+        chosen.check_options()
+        found.append(Plan(chosen, limit, tolerance.qat_limit, margin))
+    unused = sorted(set(options) - used)
+    if unused:
+        names = ", ".join(plan.metric.name for plan in found)
+        raise QuantGuardError(f"unknown keyword(s) {', '.join(unused)}: not an option of metric "
+                              f"{names} (options: k for top_k, pooling for cosine and rel_error)")
+    return found
+
+
+def _check_fit(metric: Metric, dataset: ValidationSet) -> None:
+    if not metric.fits_task(dataset.task):
+        raise QuantGuardError(f"{dataset.description}: metric {metric.name!r} scores class "
+                              f"predictions, but this set's task is {dataset.task!r}; use "
+                              f"{SUGGESTED[dataset.task]} (or leave metric unset for the task's "
+                              "default)")
+    if metric.needs_labels and not dataset.has_labels:
+        raise QuantGuardError(f"{dataset.first_file}: metric {metric.name!r} needs labels, and the "
+                              "validation set has none; save them beside the inputs "
+                              "(np.savez(path, inputs=x, labels=y)), or gate label-free with "
+                              "metric='agreement', 'cosine' or 'rel_error'")
+
+
+def _margin(metric: Metric, tolerance: Tolerance) -> str:
+    """absolute, relative or error-increase: what the limit is stated on."""
+    if tolerance.max_error_increase is not None:
+        if metric.kind != "binary" or "error-increase" not in metric.margins:
+            raise QuantGuardError(f"max_error_increase applies to metrics that score each sample "
+                                  f"0/1 (accuracy, top-k): it limits the growth of the error rate. "
+                                  f"{metric.name!r} is not one; use max_drop (relative=True for a "
+                                  "relative limit)")
+        return "error-increase"
+    relative = metric.default_relative if tolerance.relative is None else tolerance.relative
+    margin = "relative" if relative else "absolute"
+    if tolerance.relative is None and margin not in metric.margins:
+        margin = metric.margins[0]
+    return margin
+
+
+def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Execution,
+          inferred: Inferred, *, name: str | None, comparison_id: str) -> Comparison:
+    """One metric's scores, interval, verdict, breakdowns and message."""
+    metric, dataset = plan.metric, subject.dataset
+    records = inferred.records[metric.key]
+    scores = metric.scores(records.reference, records.candidate, inferred.labels, records.paired)
+    if isinstance(scores, PerClassScores) and dataset.class_names:
+        scores = dataclasses.replace(scores, class_names=tuple(dataset.class_names))
+    rng = derive_rng(execution.seed, dataset.digest, metric.key,
+                     scores_digest(*scores.digest_arrays()))
+    context = Context(margin=plan.margin, confidence=tolerance.confidence,
+                      resamples=execution.resamples, rng=rng, groups=dataset.groups,
+                      where=dataset.description, max_drop=plan.max_drop,
+                      qat_limit=plan.qat_limit, gate=tolerance.gate)
+    evaluation = scores.evaluate(context)
+    interval = Interval(evaluation.interval.low, evaluation.interval.high)
+    fmt = drop_formatter(metric.points, plan.margin)
+    decision = decide(evaluation.drop, interval.low, interval.high, max_drop=plan.max_drop,
+                      qat_limit=plan.qat_limit, gate=tolerance.gate, fmt=fmt)
+    details = {**evaluation.interval.details, **evaluation.details}
+    slices = breakdowns(scores, inferred.labels, dataset, context, plan, tolerance)
+    details.update(slices)
+    verdict, rule, culprit = decision.verdict, decision.rule, None
+    if tolerance.slice_max_drop is not None:
+        verdict, rule, culprit = slice_verdict(verdict, rule, slices, fmt)
+    notes = [*subject.notes, *metric.notes, *evaluation.notes]
+    judgement = Judgement(
+        metric=metric, margin=plan.margin, max_drop=plan.max_drop, subject=subject,
+        evaluation=evaluation, interval=interval, details=details, verdict=verdict, rule=rule,
+        established=decision.established, culprit=culprit, notes=notes,
+        confidence=tolerance.confidence, resamples=execution.resamples,
+        slice_max_drop=tolerance.slice_max_drop,
+        suspicious=verdict == Verdict.SHIP and interval.high < -plan.max_drop)
+    return Comparison(
+        verdict=verdict, drop=evaluation.drop, interval=interval,
+        reference_score=evaluation.reference_score, candidate_score=evaluation.candidate_score,
+        n=dataset.n, n_groups=dataset.n_groups, metric=metric.key,
+        method=evaluation.interval.method, confidence=tolerance.confidence,
+        resamples=execution.resamples, seed=execution.seed, max_drop=plan.max_drop,
+        qat_limit=plan.qat_limit, gate=tolerance.gate, relative=plan.margin == "relative",
+        max_error_increase=tolerance.max_error_increase,
+        slice_max_drop=tolerance.slice_max_drop, message=message(judgement), name=name,
+        id=comparison_id, reference=_runner_info(subject.reference),
+        candidate=_runner_info(subject.candidate),
+        data={"path": None if dataset.path is None else str(dataset.path),
+              "sha256": dataset.digest},
+        details={**details, "margin": plan.margin, "established": decision.established,
+                 "task": metric.task,
+                 **({"suspicious_gain": True} if judgement.suspicious else {}),
+                 **({"notes": notes} if notes else {}),
+                 **({"advisory": True, "subset_of": subject.full_n}
+                    if dataset.n < subject.full_n else {})},
+        discordant=discordant(scores, records, inferred.labels),
+        runtime={**inferred.runtime(metric.key, dataset.n),
+                 "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")},
+        remedy=remedy(judgement), metric_kind=metric.kind, unit=_unit(metric, plan.margin),
+    )
+
+
+def _unit(metric: Metric, margin: str) -> str:
+    """How the record's drops read in reports: percent for relative and error-rate margins,
+    points for absolute drops of 0/1 scores, else the metric's own units."""
+    if margin != "absolute":
+        return "percent"
+    return "points" if metric.kind == "binary" else "metric"
+
+
+def _runner_info(runner: Runner) -> dict[str, Any]:
+    return {"path": runner.path if runner.path is not None else runner.description,
+            "sha256": runner.sha256, "bytes": runner.nbytes}
+
+
+def discordant(scores: Scores, records: Records, labels: np.ndarray | None,
+               cap: int = DISCORDANT_CAP) -> dict[str, Any] | None:
+    """What a reviewer looks at: the samples whose verdict flipped (0/1 and class metrics, in
+    sample order) or that changed most (continuous metrics, largest change first), capped."""
+    found = scores.discordance()
+    if found is None:
+        return None
+    values = found.values if found.values is not None else (records.reference, records.candidate)
+    rows = []
+    for i in found.index[:cap]:
+        row: dict[str, Any] = {"index": int(i)}
+        if labels is not None and labels.ndim == 1:
+            row["label"] = labels[i].item()
+        row["reference"] = _sample_value(values[0][i])
+        row["candidate"] = _sample_value(values[1][i])
+        rows.append(row)
+    return {"count": len(found.index), "cap": cap, "order": found.order, "samples": rows}
+
+
+def _sample_value(value: Any) -> Any:
+    """One sample's prediction as builtins (a class, a value, or a short row of values)."""
+    value = np.asarray(value)
+    if value.size == 1:
+        return value.item()
+    return value.ravel().tolist() if value.size <= 16 else f"<{value.size} values>"
+
+
+def breakdowns(scores: Scores, labels: np.ndarray | None, dataset: ValidationSet,
+               context: Context, plan: Plan, tolerance: Tolerance) -> dict[str, Any]:
+    """Per-class drops (classification: each class's accuracy) and per-slice drops (manifest
+    ``slices``: the gated metric on each slice), each with its interval."""
+    found: dict[str, Any] = {}
+    correctness = scores.correctness()
+    if correctness is not None and not isinstance(scores, PerClassScores) \
+            and labels is not None and labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
+        # a 0/1 metric's own per-class rows (accuracy, top-k); for others, each class's accuracy
+        own = isinstance(scores, BinaryScores)
+        per_class = BinaryScores(*correctness, name=plan.metric.key if own else "accuracy")
+        margin = plan.margin if own else "absolute"
+        names = tuple(dataset.class_names) if dataset.class_names else None
+        found["per_class"] = breakdown(per_class, labels, dataclasses.replace(context,
+                                       margin=margin), names)
+        found["per_class_metric"] = per_class.name
+    if dataset.slices is not None:
+        found["slices"] = breakdown(scores, dataset.slices, context)
+    if tolerance.slice_max_drop is not None:
+        for key in ("per_class", "slices"):
+            for row in found.get(key, ()):
+                if "error" in row:
+                    row["verdict"] = str(Verdict.INCONCLUSIVE)
+                    continue
+                row["verdict"] = str(decide(row["drop"], row["low"], row["high"],
+                                            max_drop=tolerance.slice_max_drop,
+                                            qat_limit=plan.qat_limit, gate=tolerance.gate).verdict)
+    return found
+
+
+def slice_verdict(verdict: Verdict, rule: str, slices: dict[str, Any], fmt):
+    """With ``slice_max_drop``, the comparison's verdict is the worst of its own and every
+    class's and slice's."""
+    worst = None
+    for key, what in (("per_class", "class"), ("slices", "slice")):
+        for row in slices.get(key, ()):
+            if severity(row["verdict"]) > verdict.severity and (
+                    worst is None or severity(row["verdict"]) > severity(worst[1]["verdict"])):
+                worst = (what, row)
+    if worst is None:
+        return verdict, rule, None
+    what, row = worst
+    shown = (f"drop {fmt(row['drop'])}, interval [{fmt(row['low'])}, {fmt(row['high'])}]"
+             if "drop" in row else row.get("error", ""))
+    return Verdict(row["verdict"]), (f"{rule}; but {what} {row['slice']!r} (n={row['n']}) is "
+                                     f"{row['verdict']} against slice_max_drop: {shown}"), \
+        {"what": what, **row}
