@@ -69,7 +69,7 @@ def message(judgement: Judgement) -> str:
                                          f", {j.resamples} resamples)"))
     lines += _family_lines(j)
     lines += _lost_most(j)
-    lines += _method_lines(method, j.details)
+    lines += _method_lines(method, j.details.get("groups", dataset.n_groups))
     lines.extend(f"  note: {note}" for note in j.notes)
     if j.suspicious:
         lines.append("  warning: the candidate is better beyond the limit; check that both models "
@@ -127,12 +127,12 @@ def _lost_most(j: Judgement) -> list[str]:
     return lines
 
 
-def _method_lines(method: str, details: dict[str, Any]) -> list[str]:
+def _method_lines(method: str, groups: int | None) -> list[str]:
     if method == "degenerate-fallback":
         return ["  (degenerate-fallback: the two models never differ here, so every bootstrap "
                 "resample is identical; the interval is the score bound for zero differences)"]
     if method == "cluster-bca":
-        return [f"  (cluster-bca: the {details['groups']} groups are resampled as units, because "
+        return [f"  (cluster-bca: the {groups} groups are resampled as units, because "
                 "samples within a group are correlated)"]
     return []
 

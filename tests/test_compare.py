@@ -199,3 +199,18 @@ def test_compare_signature_is_the_contract():
         ("resamples", "KEYWORD_ONLY", 10000), ("seed", "KEYWORD_ONLY", 0),
         ("output", "KEYWORD_ONLY", None), ("name", "KEYWORD_ONLY", None),
         ("metric_options", "VAR_KEYWORD", inspect.Parameter.empty)]
+
+
+def test_per_class_accuracy_on_grouped_data_names_its_groups():
+    """The worst class's clustered interval: the message says how many groups were resampled."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    scores = np.eye(3)[labels] + rng.normal(0, 0.6, (600, 3))
+    noisy = scores + rng.normal(0, 0.1, scores.shape)
+    data = ValidationSet(scores, labels, groups=np.arange(600) // 10)
+    # one batch holds the whole set (the default batch size is larger), so the candidate can
+    # answer with its precomputed noisy scores
+    result = compare(lambda batch: batch, lambda batch: noisy, data=data,
+                     metric="per_class_accuracy", resamples=500)
+    assert result.method == "cluster-bca"
+    assert "(cluster-bca: the 60 groups are resampled as units" in result.message

@@ -24,13 +24,8 @@ from pytest_quantguard.metrics.custom import CorpusScores
 from pytest_quantguard.metrics.fidelity import AgreementScores, DistanceScores
 from pytest_quantguard.metrics.language import PerplexityScores
 from pytest_quantguard.metrics.regression import MeanScores, R2Scores
-from pytest_quantguard.verdict import Verdict
-
-# Kept while comparison.py imports it: the verdict order is ``Verdict.severity``.
-SEVERITY = {str(verdict): verdict.severity for verdict in Verdict}
 
 __all__ = [
-    "SEVERITY",
     "AgreementScores",
     "BinaryScores",
     "CorpusScores",
