@@ -283,7 +283,7 @@ def resolve_tolerance(run: Mapping[str, Any] | None = None, *per_test: tuple[str
 
     The special case is explicit here: with ``max_error_increase`` the try-qat band is in the
     error rate's unit, so only a ``qat_limit`` given beside it (marker or call) applies, else 3x the
-    limit (docs/verdict.md, "Error-rate margin")."""
+    limit (docs/verdict.md, "Error-rate increase")."""
     run_wide = {key: value for key, value in (run or {}).items() if key in TOLERANCE_KEYS}
     merged = merge_tolerance(run_wide, *(values for _, values in per_test))
     nearest = merge_tolerance(*(values for _, values in per_test))

@@ -107,6 +107,19 @@ def test_comments_cite_only_the_repos_own_documents():
     assert missing == [], "cited pages must exist"
 
 
+def test_cited_sections_exist():
+    """``(docs/page.md, "Heading")``: the page has that heading."""
+    headings = {page.name: set(re.findall(r"^#+\s+(.*?)\s*$", page.read_text(encoding="utf-8"),
+                                          re.MULTILINE)) for page in (ROOT / "docs").glob("*.md")}
+    unknown = []
+    for path in [*MODULES, PACKAGE / "schema" / "report.schema.json"]:
+        text = re.sub(r"\s*\n\s*#?\s*", " ", path.read_text(encoding="utf-8"))
+        for page, heading in re.findall(r'docs/(\w+\.md),\s*\\?"([^"\\]+)\\?"', text):
+            if heading not in headings.get(page, ()):
+                unknown.append(f"{path.relative_to(ROOT)}: {page} has no section {heading!r}")
+    assert unknown == []
+
+
 def test_the_options_page_is_generated_from_the_settings_table():
     page = ROOT / "docs" / "options.md"
     assert page.read_text(encoding="utf-8") == settings.options_table(), \

@@ -3,7 +3,7 @@
 A per_sample metric's scores are a built-in family's (``BinaryScores`` or ``MeanScores``); a corpus
 metric has its own, ``CorpusScores``: the user's function on the whole set, its interval a paired
 ``percentile`` bootstrap that calls the function twice per resample (docs/intervals.md, "Custom
-corpus metrics").
+metrics").
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from pytest_quantguard.stats.sums import zero_discordance_halfwidth
 from pytest_quantguard.vocabulary import TASKS
 
 # Below this many samples a corpus metric's percentile interval under-covers: the simulation's
-# false-ship rate is 0.064 at n = 500 and 0.040 at 2,000 (docs/intervals.md, "Coverage").
+# false-ship rate is 0.064 at n = 500 and 0.040 at 2,000 (docs/intervals.md,
+# "Known misses").
 CORPUS_SAFE_FROM = 2000
 
 

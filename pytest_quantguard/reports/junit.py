@@ -1,4 +1,5 @@
-"""JUnit testcase properties (docs/reports.md, "JUnit"), appended as strings to ``item.user_properties``."""
+"""JUnit testcase properties (docs/reports.md, "JUnit properties"), appended as strings to
+``item.user_properties``."""
 
 from __future__ import annotations
 

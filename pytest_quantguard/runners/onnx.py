@@ -23,8 +23,9 @@ ONNX_DTYPES = {
 }
 QUIET = 3  # onnxruntime severity: errors only
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-# What a comparison with an FP16 model on the CPU provider must say (docs/models.md, "FP16 on
-# CPU": onnxruntime's CPU provider casts FP16 graphs back to FP32, so only the weight rounding shows).
+# What a comparison with an FP16 model on the CPU provider must say: onnxruntime's CPU provider
+# casts FP16 graphs back to FP32, so only the weight rounding shows (docs/models.md, "FP16 models
+# on the CPU").
 FP16_ON_CPU_NOTE = ("the CPU runs FP16 models in FP32, so the verdict does not cover GPU FP16 "
                     "arithmetic")
 

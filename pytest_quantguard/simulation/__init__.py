@@ -1,4 +1,4 @@
-"""The simulation harness behind the coverage tables (docs/intervals.md, "Coverage"): data with a
+"""The simulation harness behind the coverage tables (docs/intervals.md, "Coverage simulations"): data with a
 known true drop.
 
 One generator per metric family draws a simulated validation set whose TRUE drop (on the scale of

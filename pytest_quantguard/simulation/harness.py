@@ -21,7 +21,7 @@ from pytest_quantguard.stats.result import IntervalResult
 
 BASE_SEED = 12345
 CONFIDENCE = 0.95
-# The acceptance thresholds (docs/intervals.md, "Coverage"): coverage of the two-sided 95%
+# The acceptance thresholds (docs/intervals.md, "What CI asserts"): coverage of the two-sided 95%
 # interval, and the false-ship tail P(true drop > U), nominally 0.025.
 MIN_COVERAGE = 0.93
 MAX_FALSE_SHIP = 0.04

@@ -3,7 +3,7 @@ macro-F1, relative MAE/RMSE, R², perplexity and grouped scores.
 
 Each family has a generator whose TRUE drop (on the scale of the family's interval) is known
 exactly, and a cell that runs the family's interval builder from ``pytest_quantguard.stats`` on
-the generator's sets (set-ups: docs/intervals.md, "Coverage").
+the generator's sets (set-ups: docs/intervals.md, "The harness").
 """
 
 from __future__ import annotations

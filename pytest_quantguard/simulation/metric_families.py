@@ -36,7 +36,7 @@ def _exact(value: float | int) -> Fraction:
 def agreement_sample(rng: np.random.Generator, n: int, disagreement: float) -> np.ndarray:
     """Per-sample top-1 agreement of the candidate with the reference (1 = same class), each
     sample disagreeing independently w.p. ``disagreement``: the true drop (the disagreement rate,
-    docs/verdict.md, "Fidelity") is ``disagreement`` exactly."""
+    docs/intervals.md, "Agreement") is ``disagreement`` exactly."""
     return (rng.random(n) >= disagreement).astype(np.int8)
 
 
