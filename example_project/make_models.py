@@ -5,7 +5,8 @@ anywhere: ``python example_project/make_models.py``. Digits: it trains a small C
 1,797 digit images, exports it to ONNX (``models/fp32.onnx``), quantizes it twice and writes the
 held-out half as ``prod_val/``:
 
-- ``models/int8.onnx``: static QDQ INT8 (onnxruntime), calibrated on training images only;
+- ``models/int8.onnx``: static QDQ INT8 (onnxruntime), calibrated on training images only,
+  with 7-bit weights (``reduce_range``) so that it computes the same on CPUs with and without VNNI;
 - ``models/int2.onnx``: a deliberately degraded model, 2-bit MatMulNBits weights on the two
   fully connected layers (after the Gemm -> MatMul rewrite that MatMulNBits needs);
 - ``models/embed_fp32.onnx`` / ``models/embed_int8.onnx``: the same CNN cut before its last layer
@@ -19,8 +20,10 @@ trained on 60% of the 442 patients, ``models/diabetes_fp32.onnx``, its static QD
 patients as ``prod_val_diabetes/`` (``task = "regression"``).
 
 Finally it runs every model with onnxruntime and prints the figures the gates judge. The outputs
-are committed, so the gates run without torch; rerunning with the same library versions
-rewrites them byte for byte. Needs the ``dev`` extra.
+are committed, so the gates run without torch; rerunning with the same library versions on the
+same kind of CPU rewrites them byte for byte (training runs on one thread, so the number of cores
+does not matter, but the CPU's vector instructions change the float rounding of training
+and may change calibration). Needs the ``dev`` extra.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 40):
     import torch
     from torch import nn
 
+    torch.set_num_threads(1)  # the sums' order, hence the trained weights, depends on the threads
     torch.manual_seed(SEED)
     model = nn.Sequential(
         nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
@@ -104,6 +108,7 @@ def train_regressor(features: np.ndarray, targets: np.ndarray, hidden: int = 8, 
 
     scaling = {"x_mean": features.mean(0), "x_std": features.std(0),
                "y_mean": targets.mean(), "y_std": targets.std()}
+    torch.set_num_threads(1)  # as in train_cnn: weights independent of the number of cores
     torch.manual_seed(SEED)
     net = nn.Sequential(nn.Linear(features.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, 1))
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1.0)
@@ -147,8 +152,14 @@ class _Calibration:
 
 def quantize_int8(fp32: Path, out: Path, calibration: np.ndarray, workdir: Path,
                   op_types: list[str] | None = None) -> None:
-    """Static QDQ INT8 (per-channel weights, MinMax-calibrated activations); ``op_types``
-    limits it to those operators (None: every operator onnxruntime can quantize)."""
+    """Static QDQ INT8 (per-channel 7-bit weights, MinMax-calibrated 8-bit activations);
+    ``op_types`` limits it to those operators (None: every operator onnxruntime can quantize).
+
+    ``reduce_range``: on x86 CPUs without VNNI (AVX2, AVX-512 without VNNI) onnxruntime's
+    u8s8 kernels add pairs of u8 x s8 products in 16 bits, which saturate with full-range
+    weights (2 x 255 x 127 > 32767): the same model would score differently there. With
+    weights in [-64, 64] a pair fits (2 x 255 x 64 = 32640), so the sums are exact with or
+    without VNNI."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -162,7 +173,7 @@ def quantize_int8(fp32: Path, out: Path, calibration: np.ndarray, workdir: Path,
     reader = _Calibration(calibration)
     quantize_static(
         str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
         calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=op_types,
     )
 

@@ -30,9 +30,9 @@ def test_good_candidate_ships_and_degraded_one_fails_with_a_verdict(pytester, ex
     result.stdout.fnmatch_lines([
         "quantguard verdict: stay-fp16 (candidate models/int2.onnx vs reference models/fp32.onnx on "
         "prod_val, n=899)",
-        "*accuracy: reference 0.9766, candidate 0.8899",
-        "*drop 0.0868 (8.68 pt), 95% interval [[]+0.0667, +0.1084] (percentile+tango, 10000 resamples)",
-        "*rule: stay-fp16 because the drop 0.0868 (8.68 pt) >= qat_limit 0.0300 (3.00 pt); "
+        "*accuracy: reference 0.9766, candidate 0.9021",
+        "*drop 0.0745 (7.45 pt), 95% interval [[]+0.0567, +0.0944] (percentile+tango, 10000 resamples)",
+        "*rule: stay-fp16 because the drop 0.0745 (7.45 pt) >= qat_limit 0.0300 (3.00 pt); "
         "degradation established*",
         "*remedy: stay at FP16*",
     ])
@@ -40,8 +40,8 @@ def test_good_candidate_ships_and_degraded_one_fails_with_a_verdict(pytester, ex
     result.stdout.fnmatch_lines([
         "*= quantguard: 2 comparison(s) =*",
         "test*metric*reference*candidate*drop*interval*verdict*cache",
-        "test_release.py::test_int2*accuracy*0.9766*0.8899*+0.0868*[[]+0.0667, +0.1084] 95%*stay-fp16  *",
-        "test_release.py::test_int8*accuracy*0.9766*0.9766*+0.0000*[[]-0.0043, +0.0043] 95%*ship  *",
+        "test_release.py::test_int2*accuracy*0.9766*0.9021*+0.0745*[[]+0.0567, +0.0944] 95%*stay-fp16  *",
+        "test_release.py::test_int8*accuracy*0.9766*0.9755*+0.0011*[[]-0.0031, +0.0063] 95%*ship  *",
     ])
     # the cache column: the first comparison misses, the second reuses the reference (same process)
     statuses = sorted(line.split()[-1] for line in result.stdout.lines
@@ -197,7 +197,7 @@ def test_int2(quant_compare):
     result = quant_compare("models/fp32.onnx", "models/int2.onnx")
 """)
     result = pytester.runpytest("--quant-data", "prod_val")
-    result.stdout.fnmatch_lines(["*stay-fp16 because the drop 0.0868 (8.68 pt) >= qat_limit "
+    result.stdout.fnmatch_lines(["*stay-fp16 because the drop 0.0745 (7.45 pt) >= qat_limit "
                                  "0.0300 (3.00 pt)*"])
 
 

@@ -76,7 +76,7 @@ def test_top5_int8(quant_compare):
 
 @quant_tolerance(metric="top5")
 def test_top5_int2(quant_compare):
-    # int2 loses 8.7 points of top-1 accuracy (an accuracy gate stops it) yet keeps every label
+    # int2 loses 7.45 points of top-1 accuracy (an accuracy gate stops it) yet keeps every label
     # within its five top-scored classes: only a gate on top5 itself passes it
     result = quant_compare(FP32, INT2)
     assert result.candidate_score == result.reference_score
@@ -97,7 +97,7 @@ def test_macro_f1_and_top_k_markers_gate_on_their_metric(pytester, example, plug
     # the failure messages name the metric that failed, with both models' scores
     result.stdout.fnmatch_lines([
         "*quantguard verdict: stay-fp16 (candidate models/int2.onnx vs reference models/fp32.onnx*",
-        "*  macro_f1: reference 0.9*, candidate 0.8*",
+        "*  macro_f1: reference 0.9*, candidate 0.9*",
         "*rule: stay-fp16 because the drop * >= qat_limit*",
     ])
     result.stdout.fnmatch_lines([
@@ -429,7 +429,7 @@ def test_slice_report_is_report_only_unless_slice_max_drop(pytester, sliced, plu
 
 def test_slice_inconclusive_remedy_is_about_the_slice(pytester, sliced):
     pytester.makepyfile(test_slice_remedy=HEAD + """
-@quant_tolerance(slice_max_drop=0.005)
+@quant_tolerance(slice_max_drop=0.02)
 def test_int8(quant_compare):
     quant_compare(FP32, INT8, data="sliced")
 """)
@@ -441,8 +441,8 @@ def test_int8(quant_compare):
         "slice_max_drop*",
     ])
     remedy = next(line for line in result.stdout.lines if line.startswith("  remedy:"))
-    # every class and slice is smaller than the set and its limit is half of max_drop: the whole
-    # set's size cannot be what resolves it
+    # the inconclusive one is class 9 (n=90, one sample lost: drop 1.11 pt < slice_max_drop):
+    # the remedy sizes that class, not the whole set
     assert "this set already has 899" not in remedy
 
 
