@@ -18,6 +18,7 @@ from pytest_quantguard.errors import QuantGuardWarning
 from pytest_quantguard.inference import infer, stratified_subset
 from pytest_quantguard.judging import DISCORDANT_CAP, Subject, judge, plans
 from pytest_quantguard.message import SHOWN_SLICES, suspicious_gain_text
+from pytest_quantguard.metrics.custom import CORPUS_SAFE_FROM
 from pytest_quantguard.record import Comparison, Interval
 from pytest_quantguard.runners import Runner, make_runner
 from pytest_quantguard.settings import (
@@ -31,7 +32,7 @@ from pytest_quantguard.settings import (
 )
 from pytest_quantguard.stats.families import MIN_GROUPS
 
-__all__ = ["DISCORDANT_CAP", "SHOWN_SLICES", "Comparison", "Interval", "compare", "run",
+__all__ = ["CORPUS_SAFE_FROM", "DISCORDANT_CAP", "SHOWN_SLICES", "Comparison", "Interval", "compare", "run",
            "stratified_subset", "suspicious_gain_text"]
 
 

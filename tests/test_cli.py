@@ -1,4 +1,4 @@
-"""The `quantguard` console script (SPEC §2): `plan`, --version, usage errors."""
+"""The `quantguard` console script (docs/verdict.md, "Sample size"): `plan`, --version, usage errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5 end to end through pytest (pytester), on the committed example models: macro_f1 and
+"""Metrics beyond top-1, end to end through pytest (pytester), on the committed example models: macro_f1 and
 top-k markers, several metrics in one marker, a custom metric from the conftest hook, a slice report
 and the suspicious-gain warning."""
 

@@ -30,7 +30,7 @@ def test_two_named(quant_compare):
 REPORT_ARGS = ["--quant-data", "prod_val", "--quant-bootstrap", "2000", "-W", "error",
                "--junitxml", "out/junit.xml", "--quant-report", "out/quant.json",
                "--quant-markdown", "out/quant.md", "--quant-plot", "out/forest.png"]
-VOLATILE = ("created", "host")  # and each comparison's runtime (SPEC §4)
+VOLATILE = ("created", "host")  # and each comparison's runtime (docs/reports.md, "The comparison record")
 
 
 def _properties(element) -> dict[str, str]:
