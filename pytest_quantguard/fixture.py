@@ -84,7 +84,7 @@ class QuantCompare:
                                               dict(keywords, metric=metric, output=output), name)
         for each in comparison.all():
             self._record(each, overrides)
-        self._judge(comparison)
+        self._fail_unless_shipped(comparison)
         return comparison
 
     def _run(self, reference: Any, candidate: Any, data: Any, keywords: dict[str, Any],
@@ -112,7 +112,7 @@ class QuantCompare:
                          comparison_id=comparison_id, metric_options=keywords)
         return comparison, tolerance.overrides()
 
-    def _judge(self, comparison) -> None:
+    def _fail_unless_shipped(self, comparison) -> None:
         """Warn about suspicious gains; fail unless every metric ships (an inconclusive verdict
         only warns with quant_inconclusive = warn)."""
         __tracebackhide__ = True
