@@ -68,7 +68,16 @@ class OnnxRunner:
         self.sha256 = _files_sha256(self.files)
         self.session = _session(onnxruntime, path, device, intra_op_threads)
         self.inputs = self.session.get_inputs()
-        self.output_names = [output.name for output in self.session.get_outputs()]
+        # Only tensors are outputs here: a sequence or map (scikit-learn's ZipMap of class
+        # probabilities) has no rows to score, so it is left out (docs/models.md, "Output selection").
+        self.output_names = [output.name for output in self.session.get_outputs()
+                             if output.type.startswith("tensor(")]
+        if not self.output_names:
+            raise QuantGuardError(
+                f"{self.path}: the model has no tensor output (its outputs are "
+                f"{[f'{o.name}: {o.type}' for o in self.session.get_outputs()]}); quantguard scores "
+                "tensors. A scikit-learn model exported with skl2onnx: export with "
+                "options={'zipmap': False}")
         first_dim = self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else None
         self.fixed_batch = first_dim if isinstance(first_dim, int) and first_dim > 0 else None
         self.providers = list(self.session.get_providers())

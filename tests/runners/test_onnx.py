@@ -422,3 +422,41 @@ def test_intra_op_threads(monkeypatch, tmp_path, weights):
     assert default_threads() == 1
     monkeypatch.delenv("PYTEST_XDIST_WORKER")
     assert default_threads() is None
+
+
+def zipmap_model(path, weights: np.ndarray, *, only_zipmap: bool = False) -> str:
+    """What skl2onnx writes by default for a classifier: class labels, and the probabilities as a
+    ZipMap (a sequence of maps, not a tensor)."""
+    features, classes = weights.shape
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["scores"]),
+             helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1),
+             helper.make_node("ZipMap", ["probabilities"], ["output_probability"], domain="ai.onnx.ml",
+                              classlabels_int64s=list(range(classes)))]
+    outputs = [helper.make_value_info("output_probability", helper.make_sequence_type_proto(
+        helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(
+            TensorProto.FLOAT, [])))) ]
+    if not only_zipmap:
+        nodes.append(helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0))
+        outputs.insert(0, helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]))
+    graph = helper.make_graph(
+        nodes, "zipmap", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+        outputs, initializer=[numpy_helper.from_array(weights.astype(np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_zipmap_outputs_are_left_out_and_a_model_of_only_maps_is_refused(digits, weights, tmp_path):
+    inputs, labels = digits
+    model = zipmap_model(tmp_path / "zip.onnx", weights)
+    runner = make_runner(model)
+    assert runner.output_names == ["label"]
+    assert list(runner({"x": inputs[:5]})) == ["label"]
+    result = compare(model, model, data=(inputs, labels), resamples=200)
+    assert result.reference_score == result.candidate_score > 0.85
+    with pytest.raises(QuantGuardError, match=r"no tensor output .*output_probability: "
+                                              r"seq\(map\(int64,tensor\(float\)\)\).*zipmap': False"):
+        make_runner(zipmap_model(tmp_path / "only.onnx", weights, only_zipmap=True))
