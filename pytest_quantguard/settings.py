@@ -276,8 +276,10 @@ def merge_tolerance(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def resolve_tolerance(run: Mapping[str, Any] | None = None, *per_test: tuple[str, Mapping[str, Any]],
-                      ) -> Tolerance:
+Layer = tuple[str, Mapping[str, Any]]  # ("marker" | "call", checked values)
+
+
+def resolve_tolerance(run: Mapping[str, Any] | None = None, *per_test: Layer) -> Tolerance:
     """The one resolver: the run-wide values (default < ini < CLI, already checked) under the
     per-test layers, given as ``("marker" | "call", checked values)`` farthest first.
 
