@@ -135,12 +135,9 @@ def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Executi
         verdict, rule, culprit = slice_verdict(verdict, rule, slices, fmt)
     notes = [*subject.notes, *metric.notes, *evaluation.notes]
     judgement = Judgement(
-        metric=metric, margin=plan.margin, max_drop=plan.max_drop, subject=subject,
-        evaluation=evaluation, interval=interval, details=details, verdict=verdict, rule=rule,
-        established=decision.established, culprit=culprit, notes=notes,
-        confidence=tolerance.confidence, resamples=execution.resamples,
-        slice_max_drop=tolerance.slice_max_drop,
-        suspicious=verdict == Verdict.SHIP and interval.high < -plan.max_drop)
+        plan=plan, subject=subject, tolerance=tolerance, execution=execution,
+        evaluation=evaluation, details=details, verdict=verdict, rule=rule,
+        established=decision.established, culprit=culprit, notes=notes)
     return Comparison(
         verdict=verdict, drop=evaluation.drop, interval=interval,
         reference_score=evaluation.reference_score, candidate_score=evaluation.candidate_score,

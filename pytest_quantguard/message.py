@@ -10,9 +10,10 @@ from pytest_quantguard.formatting import drop_formatter, drop_text, row_formatte
 from pytest_quantguard.verdict import REMEDIES, Verdict, inconclusive_remedy
 
 if TYPE_CHECKING:
-    from pytest_quantguard.judging import Subject
+    from pytest_quantguard.judging import Plan, Subject
     from pytest_quantguard.metrics import Evaluation, Metric
-    from pytest_quantguard.record import Comparison, Interval
+    from pytest_quantguard.record import Comparison
+    from pytest_quantguard.settings import Execution, Tolerance
 
 SHOWN_SLICES = 3  # rows of "which classes / slices lost most" in a message
 ANALYTIC = ("linearized", "linearized-cluster", "wilson")  # interval methods without resamples
@@ -23,22 +24,34 @@ WHAT = {"absolute": "drop", "relative": "relative drop", "error-increase": "erro
 class Judgement:
     """Everything one metric's verdict rests on: what the message and the remedy are made of."""
 
-    metric: Metric
-    margin: str
-    max_drop: float
+    plan: Plan
     subject: Subject
+    tolerance: Tolerance
+    execution: Execution
     evaluation: Evaluation
-    interval: Interval
     details: dict[str, Any]
     verdict: Verdict
     rule: str
     established: bool
     culprit: dict[str, Any] | None  # the class or slice that decided the verdict (slice_max_drop)
     notes: list[str]
-    confidence: float
-    resamples: int
-    slice_max_drop: float | None
-    suspicious: bool
+
+    @property
+    def metric(self) -> Metric:
+        return self.plan.metric
+
+    @property
+    def margin(self) -> str:
+        return self.plan.margin
+
+    @property
+    def max_drop(self) -> float:
+        return self.plan.max_drop
+
+    @property
+    def suspicious(self) -> bool:
+        """Shipped with the whole interval below -max_drop: a gain too large to be believed."""
+        return self.verdict == Verdict.SHIP and self.evaluation.interval.high < -self.max_drop
 
     @property
     def fmt(self):
@@ -48,7 +61,7 @@ class Judgement:
 def message(judgement: Judgement) -> str:
     """The whole message: headline, scores, drop and interval, what lost most, notes, rule, remedy."""
     j = judgement
-    fmt, low, high = j.fmt, *j.interval
+    fmt, low, high = j.fmt, j.evaluation.interval.low, j.evaluation.interval.high
     dataset = j.subject.dataset
     lines = [
         f"quantguard verdict: {j.verdict} (candidate {j.subject.candidate.description} vs "
@@ -64,9 +77,9 @@ def message(judgement: Judgement) -> str:
     shown = f"[{drop_text(low)}, {drop_text(high)}]" if j.margin == "absolute" else \
         f"[{fmt(low)}, {fmt(high)}]"
     method = j.evaluation.interval.method
-    lines.append(f"  {WHAT[j.margin]} {fmt(j.evaluation.drop)}, {100 * j.confidence:g}% interval "
+    lines.append(f"  {WHAT[j.margin]} {fmt(j.evaluation.drop)}, {100 * j.tolerance.confidence:g}% interval "
                  f"{shown} ({method}" + (", analytic: no resamples)" if method in ANALYTIC else
-                                         f", {j.resamples} resamples)"))
+                                         f", {j.execution.resamples} resamples)"))
     lines += _family_lines(j)
     lines += _lost_most(j)
     lines += _method_lines(method, j.details.get("groups", dataset.n_groups))
@@ -145,7 +158,7 @@ def remedy(j: Judgement) -> str:
     if j.culprit is not None:
         culprit = j.culprit
         return (f"the {culprit['what']} {culprit['slice']!r} has {culprit['n']} samples, too few "
-                f"to resolve slice_max_drop {j.fmt(j.slice_max_drop)} on its own: collect more "
+                f"to resolve slice_max_drop {j.fmt(j.tolerance.slice_max_drop)} on its own: collect more "
                 "samples of it (size it with `quantguard plan` and that slice's discordance), or "
                 "raise slice_max_drop")
     sizing = j.evaluation.sizing
@@ -153,7 +166,7 @@ def remedy(j: Judgement) -> str:
         return "more samples would narrow the interval"
     return inconclusive_remedy(j.evaluation.drop, j.max_drop, sizing.units,
                                discordance=sizing.discordance, variance=sizing.variance,
-                               unit=sizing.unit, confidence=j.confidence)
+                               unit=sizing.unit, confidence=j.tolerance.confidence)
 
 
 def suspicious_gain_text(comparison: Comparison) -> str:

@@ -137,13 +137,10 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_KEY = {setting.key: setting for setting in SETTINGS}
 OPTIONS = tuple(setting for setting in SETTINGS if CLI in setting.layers)  # --quant-* and ini
-OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
 INI_KEYS = tuple(setting for setting in SETTINGS if setting.layers == (INI,))
-RUN_KEYS = tuple(setting.key for setting in SETTINGS if INI in setting.layers)
 PATH_OPTIONS = tuple(option.key for option in OPTIONS if option.metavar in ("DIR", "PATH"))
 TOLERANCE_KEYS = tuple(setting.key for setting in SETTINGS if MARKER in setting.layers)
 THRESHOLD_KEYS = tuple(setting.key for setting in SETTINGS if setting.threshold is not None)
-MARKER_KEYS = {key: BY_KEY[key].validate for key in TOLERANCE_KEYS}
 MARKER_SIGNATURE = "quant_tolerance(" + ", ".join(
     f"{key}={BY_KEY[key].default!r}" for key in TOLERANCE_KEYS) + ")"
 # Two ways to state the one ship limit: a nearer layer's limit replaces a farther layer's.
@@ -243,15 +240,14 @@ def check_layer(given: Mapping[str, Any], where: str | None = None, *,
             checked[key] = _checked(f"{where}({key}=...)" if where else key,
                                     BY_KEY[key].validate, value)
     if all(key in checked for key in LIMIT_KEYS):
-        raise QuantGuardError(f"{where}: give max_drop or max_error_increase, not both (two ways to "
-                              "state the same limit)" if where else
-                              f"give max_drop={checked['max_drop']!r} or max_error_increase="
-                              f"{checked['max_error_increase']!r}, not both: they are two ways to "
-                              "state the same limit")
+        raise QuantGuardError(
+            f"{where}: give max_drop or max_error_increase, not both (two ways to state the same "
+            "limit)" if where else f"give max_drop={checked['max_drop']!r} or max_error_increase="
+            f"{checked['max_error_increase']!r}, not both: they are two ways to state the same limit")
     if all(key in checked for key in METRIC_KEYS):
-        raise QuantGuardError(f"{where}: give metric= (one metric) or metrics= (several), not both"
-                              if where else f"give metric={checked['metric']!r} or metrics={{...}}, "
-                              "not both")
+        raise QuantGuardError(
+            f"{where}: give metric= (one metric) or metrics= (several), not both" if where else
+            f"give metric={checked['metric']!r} or metrics={{...}}, not both")
     return checked
 
 
