@@ -15,8 +15,10 @@ from pytest_quantguard import policy
 from pytest_quantguard._files import write_atomically
 from pytest_quantguard._version import __version__
 from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.reports import terminal
 
 RED = {"red": True, "bold": True}
+REASON_CHARS = 200  # a failed test's reason, cut to this length in the summary's notes
 PLAIN: dict[str, bool] = {}
 
 
@@ -32,7 +34,9 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
                                                              "setuponly")):
         required = 0  # nothing runs: no comparison is expected
     shortfall = _shortfall(records, required)
+    failures = _failed_otherwise(config, records)
     notes = _terminal_notes(overridden, shortfall, stated["violations"])
+    notes += [(f"quantguard: {failure}", RED) for failure in failures]
     if shortfall:
         _fail(session)
     if options.junit in ("suite", "both"):
@@ -45,7 +49,8 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
                           + ", ".join(f"--quant-{key} {path}" for key, path in wanted) + ")",
                           PLAIN))
         return notes
-    markdown = _markdown(records, _report_notes(records, overridden, shortfall, stated),
+    markdown = _markdown(records, [*failures, *_report_notes(records, overridden, shortfall,
+                                                             stated)],
                          options, stated["satisfied"])
     notes += _write_reports(session, wanted, records, options, stated, markdown)
     return notes
@@ -55,6 +60,39 @@ def _shortfall(records, required: int) -> tuple[int, int, int] | None:
     """(counted, required, advisory) when fewer comparisons counted than the project requires."""
     counted = policy.release_count(records)
     return (counted, required, len(records) - counted) if counted < required else None
+
+
+def _failed_otherwise(config: pytest.Config, records) -> list[str]:
+    """One line per test whose comparisons all shipped but which failed for another reason (a later
+    error, a second call without name=, a policy violation, an error in teardown), with the reason
+    pytest reported (docs/reports.md, "Terminal summary")."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    stats = getattr(reporter, "stats", None) or {}
+    failing: dict[str, pytest.TestReport] = {}
+    for report in (*stats.get("failed", ()), *stats.get("error", ())):
+        if isinstance(getattr(report, "nodeid", None), str):
+            failing.setdefault(report.nodeid, report)
+    tests = {terminal.test_id(record) for record in records if record["verdict"] == "ship"}
+    tests -= {terminal.test_id(record) for record in records if record["verdict"] != "ship"}
+    called = {terminal.test_id(record) for record in records
+              if terminal.failed_otherwise(record, records)}
+    lines = []
+    for test in sorted(tests & (set(failing) | called)):
+        report = failing.get(test)
+        phase = "" if report is None or report.when == "call" else f" (in {report.when})"
+        lines.append(f"{test}: its comparison shipped, but the test failed{phase}: "
+                     f"{_reason(report)}")
+    return lines
+
+
+def _reason(report) -> str:
+    """The first line of what pytest reported for a failed test (its crash message)."""
+    if report is None:
+        return "see the test's failure above"
+    crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", None)
+    lines = [line.strip() for line in str(crash or report.longrepr or "").splitlines()]
+    reason = next((line for line in lines if line), "see the test's failure above")
+    return reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 3] + "..."
 
 
 def _terminal_notes(overridden, shortfall, violations) -> list[tuple[str, dict[str, bool]]]:

@@ -1,50 +1,139 @@
-"""The end-of-run summary table (pure: records in, lines out)."""
+"""The end-of-run summary table (pure: records in, lines out), fitted to the terminal's width."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+import shutil
+import sys
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_quantguard.formatting import drop_text, human_bytes, size_text, time_text
+from pytest_quantguard.reports.markdown import unit_formatter
 
-__all__ = ["drop_text", "human_bytes", "size_text", "summary_lines", "time_text"]
+__all__ = ["drop_text", "failed_otherwise", "human_bytes", "size_text", "summary_lines",
+           "terminal_width", "time_text", "verdict_text"]
 
-COLUMNS = ("test", "metric", "reference", "candidate", "drop", "interval", "verdict", "size",
-           "ms/sample", "cache")
+COLUMNS = ("test", "metric", "reference", "candidate", "drop", "interval", "limit", "verdict",
+           "size", "ms/sample", "cache")
+# Left out one by one, first to last, while the table is wider than the terminal; test, interval
+# and verdict always stay (docs/reports.md, "Terminal summary").
+DROP_ORDER = ("cache", "ms/sample", "size", "candidate", "reference", "drop", "metric", "limit")
+MIN_TEST_WIDTH = 24  # a test id is shortened from the left (keeping its name) to no less than this
+SEPARATOR = "  "
+CACHE_LEGEND = ("cache: hit = the reference's outputs were reused (from .pytest_cache or an "
+                "earlier comparison in this run), miss = the reference ran, off = not cached")
 VERDICT_MARKUP = {"ship": {"green": True}, "inconclusive": {"yellow": True}}
+Line = tuple[str, dict[str, bool]]
 
 
-def summary_lines(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, dict[str, bool]]]:
-    """One header, one row per comparison sorted by id; each with the markup for its verdict."""
-    rows = [_row(record) for record in sorted(records, key=lambda r: r["id"])]
-    table = [COLUMNS, *[row for row, _ in rows]]
-    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+def terminal_width() -> int | None:
+    """The width to fit: ``COLUMNS`` when set, else the terminal's when the output is one, with
+    pytest's own reading (``shutil``, 80 when under 40); None (no limit) for a pipe or a file."""
+    if not os.environ.get("COLUMNS", "").strip() and not _isatty(sys.stdout):
+        return None
+    width = shutil.get_terminal_size(fallback=(80, 24)).columns
+    return width if width >= 40 else 80
 
-    def render(cells) -> str:
-        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
-    lines = [(render(COLUMNS), {"bold": True})]
-    for row, verdict in rows:
-        lines.append((render(row), VERDICT_MARKUP.get(verdict, {"red": True})))
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        return False
+
+
+def summary_lines(records: Iterable[Mapping[str, Any]], width: int | None = None) -> list[Line]:
+    """One header, one row per comparison sorted by id (each with the markup of its verdict), then
+    the legend: fitted to ``width`` (default ``terminal_width()``) by leaving out columns in
+    ``DROP_ORDER``, then by shortening test ids."""
+    records = sorted(records, key=lambda r: r["id"])
+    width = terminal_width() if width is None else width
+    rows = [dict(zip(COLUMNS, _row(record, records), strict=True)) for record in records]
+    columns = list(COLUMNS)
+    dropped = []
+    for name in DROP_ORDER:
+        if width is None or _table_width(columns, rows) <= width:
+            break
+        columns.remove(name)
+        dropped.append(name)
+    if width is not None:
+        _shorten_tests(columns, rows, width)
+    widths = {name: max([len(name), *(len(row[name]) for row in rows)]) for name in columns}
+
+    def render(cells: Mapping[str, str]) -> str:
+        return SEPARATOR.join(cells[name].ljust(widths[name]) for name in columns).rstrip()
+
+    lines: list[Line] = [(render({name: name for name in columns}), {"bold": True})]
+    for record, row in zip(records, rows, strict=True):
+        shown = "failed" if failed_otherwise(record, records) else record["verdict"]
+        lines.append((render(row), VERDICT_MARKUP.get(shown, {"red": True})))
+    legend = [CACHE_LEGEND] if "cache" in columns else []
+    if dropped:
+        legend.append(f"columns left out to fit {width} columns (COLUMNS): {', '.join(dropped)}; "
+                      "the JSON and Markdown reports hold them")
+    for text in legend:  # a line each, wrapped only where the terminal is narrower
+        lines += [(line, {}) for line in ([text] if width is None else textwrap.wrap(text, width))]
     return lines
 
 
-def _row(record: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
+def failed_otherwise(record: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> bool:
+    """The comparison passed the gate but its test failed for another reason (a later error, a
+    second call without ``name=``, a policy violation): no comparison of that test failed."""
+    if record.get("outcome") != "failed" or record["verdict"] != "ship":
+        return False
+    test = test_id(record)
+    return all(other["verdict"] == "ship" for other in records if test_id(other) == test)
+
+
+def test_id(record: Mapping[str, Any]) -> str:
+    """The pytest node id of the test that made the record (its id without ``::name``)."""
+    name, comparison_id = record.get("name"), record["id"]
+    if name and comparison_id.endswith(f"::{name}"):
+        return comparison_id[:-len(name) - 2]
+    return comparison_id
+
+
+def verdict_text(record: Mapping[str, Any], records: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The verdict and what qualifies it: advisory, xfail, suspicious gain, a test that failed."""
+    details = record.get("details") or {}
+    return (record["verdict"]
+            + (" (advisory)" if details.get("advisory") else "")
+            + (" (xfail)" if record.get("outcome") == "xfailed" else "")
+            + (" (suspicious gain)" if details.get("suspicious_gain") else "")
+            + (" (test failed)" if failed_otherwise(record, records or [record]) else ""))
+
+
+def _row(record: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The cells, drops in the Markdown report's unit (points, percent or the metric's own)."""
+    fmt = unit_formatter(record)
     interval = record["interval"]
-    level = f"{100 * interval['confidence']:g}%"
-    relative = record.get("details", {}).get("margin", "absolute") != "absolute"
-    cells = (
+    limit = (record.get("thresholds") or {}).get("max_drop")
+    return (
         record["id"],
         record["metric"],
         f"{record['reference']['score']:.4f}",
         f"{record['candidate']['score']:.4f}",
-        drop_text(record["drop"], relative),
-        f"[{drop_text(interval['low'], relative)}, {drop_text(interval['high'], relative)}] {level}",
-        record["verdict"] + (" (advisory)" if record.get("details", {}).get("advisory") else "")
-        + (" (xfail)" if record.get("outcome") == "xfailed" else "")
-        + (" (suspicious gain)" if record.get("details", {}).get("suspicious_gain") else ""),
+        fmt(record["drop"]),
+        f"[{fmt(interval['low'])}, {fmt(interval['high'])}] {100 * interval['confidence']:g}%",
+        "-" if limit is None else fmt(limit).lstrip("+"),
+        verdict_text(record, records),
         size_text(record.get("cost") or {}),
         time_text(record.get("runtime", {})),
         str(record.get("runtime", {}).get("cache", "off")),
     )
-    return cells, record["verdict"]
+
+
+def _table_width(columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> int:
+    return sum(max([len(name), *(len(row[name]) for row in rows)]) for name in columns) \
+        + len(SEPARATOR) * (len(columns) - 1)
+
+
+def _shorten_tests(columns: Sequence[str], rows: list[dict[str, str]], width: int) -> None:
+    """Test ids too long for what is left: '...' and their end (the test's and comparison's name)."""
+    others = _table_width([name for name in columns if name != "test"], rows) + len(SEPARATOR)
+    room = max(MIN_TEST_WIDTH, width - others)
+    for row in rows:
+        if len(row["test"]) > room:
+            row["test"] = "..." + row["test"][-(room - 3):]
