@@ -39,9 +39,11 @@ def test_good_candidate_ships_and_degraded_one_fails_with_a_verdict(pytester, ex
     result.stdout.no_fnmatch_line("*Traceback*")
     result.stdout.fnmatch_lines([
         "*= quantguard: 2 comparison(s) =*",
-        "test*metric*reference*candidate*drop*interval*verdict*cache",
-        "test_release.py::test_int2*accuracy*0.9766*0.9021*+0.0745*[[]+0.0567, +0.0944] 95%*stay-fp16  *",
-        "test_release.py::test_int8*accuracy*0.9766*0.9755*+0.0011*[[]-0.0031, +0.0063] 95%*ship  *",
+        "test*metric*reference*candidate*drop*interval*limit*verdict*cache",
+        "test_release.py::test_int2*accuracy*0.9766*0.9021*7.45 pt*[[]5.67 pt, 9.44 pt] 95%*1.00 pt"
+        "*stay-fp16  *",
+        "test_release.py::test_int8*accuracy*0.9766*0.9755*0.11 pt*[[]-0.31 pt, 0.63 pt] 95%*1.00 pt"
+        "*ship  *",
     ])
     # the cache column: the first comparison misses, the second reuses the reference (same process)
     statuses = sorted(line.split()[-1] for line in result.stdout.lines
