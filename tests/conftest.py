@@ -3,6 +3,7 @@ runs (which snapshot and restore sys.modules) never import them for the first ti
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,10 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "example_project"
 MODELS = EXAMPLE / "models"
 PROD_VAL = EXAMPLE / "prod_val"
+
+# pytest-xdist starts its workers with COLUMNS set: the plugin's runs here show the summary table
+# whole, as a pipe or a CI log does, unless a test sets COLUMNS (docs/reports.md, "Terminal summary")
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture

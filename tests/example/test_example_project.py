@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import subprocess
 import sys
 
@@ -22,7 +23,8 @@ def load_make_models():
 
 def test_example_gate_is_green_and_shows_both_verdicts():
     result = subprocess.run([sys.executable, "-m", "pytest", str(EXAMPLE), "-p", "no:cacheprovider"],
-                            capture_output=True, text=True, cwd=EXAMPLE.parent)
+                            capture_output=True, text=True, cwd=EXAMPLE.parent,
+                            env={**os.environ, "COLUMNS": "300"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 passed, 1 xfailed" in result.stdout
     rows = [line for line in result.stdout.splitlines() if "test_quantization_gate.py::" in line]
