@@ -49,7 +49,7 @@ EVERYWHERE = (INI, CLI, MARKER, CALL)
 NUMBER = {"type": "number"}
 # every limit's unit, in its help and errors (docs/verdict.md, "Limits and their units")
 UNIT = ("in the metric's units: a fraction for scores in [0, 1], 0.01 = 1 point; with relative=True "
-        "0.01 = 1 %")
+        "0.01 = 1 percent")
 OPTIONAL_NUMBER = {"type": ["number", "null"]}
 
 
@@ -100,7 +100,7 @@ SETTINGS: tuple[Setting, ...] = (
             "the manifest's output, else the first)", layers=PER_TEST, overrides=False),
     Setting("max_error_increase", None, positive_float, "0/1 metrics, instead of max_drop: the "
             "candidate's error rate may grow by at most this fraction of the reference's (0.2 = "
-            "20 %; below 1)",
+            "20 percent; below 1)",
             layers=PER_TEST, threshold=OPTIONAL_NUMBER),
     Setting("metrics", None, metric_table, "several metrics on one run of each model: {name: "
             "max_drop or None (the max_drop in force)}, each " + UNIT, layers=PER_TEST),
@@ -137,7 +137,7 @@ SETTINGS: tuple[Setting, ...] = (
             + UNIT,
             layers=(INI,)),
     Setting("policy_max_error_increase", None, positive_float, "the largest max_error_increase "
-            "any marker, call or option may set (0.2 = 20 %)", layers=(INI,)),
+            "any marker, call or option may set (0.2 = 20 percent)", layers=(INI,)),
     Setting("policy_min_reference", None, reference_floor, "a min_reference table every "
             "comparison of the named metrics must meet besides its own ('accuracy:0.90, rmse:55')",
             layers=(INI,)),
