@@ -56,7 +56,15 @@ def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = N
       ``comparison.metrics`` holds all;
     - ``slice_max_drop=0.05``: every class and every manifest slice must also ship under this
       limit (otherwise they are reported only);
+    - ``min_reference=0.9`` (or ``{"accuracy": 0.9, "rmse": 55}``): the reference must score at
+      least this well on ``data`` (at most, for lower-is-better metrics); a miss does not change
+      the verdict but fails ``comparison.passed``, lists the check in
+      ``comparison.failed_checks``, puts a ``FAILED check:`` line in ``comparison.message`` and
+      warns (QuantGuardWarning);
     - metric options such as ``k=5`` (``metric="top_k"``) or ``pooling="mean"`` (cosine).
+
+    Limits are fractions in the metric's units (0.01 = 1 point of accuracy; 1 % relative); one
+    that cannot be meant (>= 1 on a [0, 1] score) is a QuantGuardError.
     """
     options = dict(metric_options)
     given = dict(metric=metric, max_drop=max_drop, qat_limit=qat_limit, relative=relative,
@@ -69,20 +77,25 @@ def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = N
     for each in comparison.all():
         if each.details.get("suspicious_gain"):
             warnings.warn(QuantGuardWarning(suspicious_gain_text(each)), stacklevel=2)
+        for check in each.failed_checks:
+            warnings.warn(QuantGuardWarning(f"{each.id or each.metric}: FAILED check: "
+                                            f"{check['rule']}"), stacklevel=2)
     return comparison
 
 
 def run(reference: Any, candidate: Any, data: Any, tolerance: Tolerance, execution: Execution, *,
         name: str | None = None, comparison_id: str | None = None,
-        metric_options: Mapping[str, Any] | None = None) -> Comparison:
+        metric_options: Mapping[str, Any] | None = None,
+        policy: Mapping[str, Any] | None = None) -> Comparison:
     """The pipe for checked settings (``compare()`` and the fixture build them): load the set,
     plan each metric, run both models once, judge each metric; with several metrics the worst
-    comparison is returned and ``metrics`` holds all."""
+    comparison is returned and ``metrics`` holds all. ``policy``: the project's floor
+    (``policy.floor``: limits checked in their unit, a ``min_reference`` table)."""
     dataset = as_validation_set(data, base_dir=execution.base_dir)
     full_n = dataset.n
     if execution.max_samples is not None and execution.max_samples < dataset.n:
         dataset = dataset.subset(stratified_subset(dataset, execution.max_samples, execution.seed))
-    planned = plans(tolerance, dataset, dict(metric_options or {}))
+    planned = plans(tolerance, dataset, dict(metric_options or {}), policy)
     output = tolerance.output if tolerance.output is not None else dataset.manifest.get("output")
     base = execution.base_dir or Path.cwd()
     subject = _subject(dataset, full_n, make_runner(reference, base_dir=base, role="reference",

@@ -97,7 +97,8 @@ class QuantCompare:
         call = {key: keywords.pop(key) for key in TOLERANCE_KEYS if key in keywords}
         tolerance = resolve_tolerance(options.tolerance(),
                                       ("marker", self.item.stash.get(TOLERANCE_KEY, {})),
-                                      ("call", check_layer(call, "quant_compare")))
+                                      ("call", check_layer(call, "quant_compare")),
+                                      run_sources=options.origins)
         found = policy.violations(tolerance, options, self.item.nodeid)
         if found:
             self.item.stash.setdefault(VIOLATIONS_KEY, []).extend(found)
@@ -109,22 +110,24 @@ class QuantCompare:
                                       progress=progress_reporter(self.state, self.request.config,
                                                                  comparison_id))
         comparison = run(reference, candidate, self._data(data), tolerance, execution, name=name,
-                         comparison_id=comparison_id, metric_options=keywords)
+                         comparison_id=comparison_id, metric_options=keywords,
+                         policy=policy.floor(options))
         return comparison, tolerance.overrides()
 
     def _fail_unless_shipped(self, comparison) -> None:
-        """Warn about suspicious gains; fail unless every metric ships (an inconclusive verdict
-        only warns with quant_inconclusive = warn)."""
+        """Warn about suspicious gains; fail unless every metric ships and every check of the
+        reference passed (an inconclusive verdict only warns with quant_inconclusive = warn; a
+        failed check always fails: docs/verdict.md, "Checks of the reference")."""
         __tracebackhide__ = True
         from pytest_quantguard.message import suspicious_gain_text
 
         for each in comparison.all():  # after recording: under -W error the figures are kept
             if each.details.get("suspicious_gain"):
                 warnings.warn(QuantGuardWarning(suspicious_gain_text(each)), stacklevel=3)
-        failing = [each for each in comparison.all() if each.verdict.failed]
+        failing = [each for each in comparison.all() if not each.passed]
         if not failing:
             return
-        if all(each.verdict == "inconclusive" for each in failing) \
+        if all(each.verdict == "inconclusive" and not each.failed_checks for each in failing) \
                 and self.state.options.inconclusive == "warn":
             for each in failing:
                 warnings.warn(QuantGuardWarning(each.message), stacklevel=3)

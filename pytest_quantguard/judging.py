@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pytest_quantguard.data import ValidationSet
-from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 from pytest_quantguard.formatting import drop_formatter
 from pytest_quantguard.inference import Inferred, Records
 from pytest_quantguard.message import Judgement, message, remedy
@@ -21,13 +22,15 @@ from pytest_quantguard.metrics.base import require_margin
 from pytest_quantguard.metrics.scores import BinaryScores, PerClassScores, breakdown
 from pytest_quantguard.record import Comparison, Interval
 from pytest_quantguard.runners import Runner
-from pytest_quantguard.settings import Execution, Tolerance
+from pytest_quantguard.settings import Execution, Tolerance, describe_source
 from pytest_quantguard.stats import derive_rng
 from pytest_quantguard.stats.seeding import scores_digest
+from pytest_quantguard.validators import did_you_mean
 from pytest_quantguard.verdict import Verdict, decide, severity
 
 DISCORDANT_CAP = 100  # discordant samples kept per comparison (the count is always complete)
 SUGGESTED = {"regression": "mae, rmse or r2", "language-model": "perplexity"}
+WIDE = 0.10  # an absolute ship limit above this on a [0, 1] score warns (docs/verdict.md)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class Plan:
     max_drop: float
     qat_limit: float
     margin: str
+    # the reference's least acceptable scores: (score, where it was set) (docs/verdict.md,
+    # "Checks of the reference")
+    min_reference: tuple[tuple[float, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,11 +58,14 @@ class Subject:
     notes: tuple[str, ...] = ()
 
 
-def plans(tolerance: Tolerance, dataset: ValidationSet,
-          options: Mapping[str, Any]) -> list[Plan]:
+def plans(tolerance: Tolerance, dataset: ValidationSet, options: Mapping[str, Any],
+          policy: Mapping[str, Any] | None = None) -> list[Plan]:
     """Resolve each metric (the task's default for None), its options and margin, and check it
-    suits the data before any model runs."""
+    suits the data, and its limits their unit, before any model runs. ``policy``: the project's
+    floor (``max_drop``, ``max_error_increase``, ``min_reference``), whose limits are checked too
+    and whose ``min_reference`` applies beside the test's own."""
     found, used = [], set()
+    policy = policy or {}
     for key, limit in tolerance.limits().items():
         probe = get_metric(key, dataset.task)
         accepted = {option: value for option, value in options.items()
@@ -70,13 +79,112 @@ def plans(tolerance: Tolerance, dataset: ValidationSet,
         margin = _margin(chosen, tolerance)
         require_margin(chosen.name, margin, chosen.margins)
         chosen.check_options()
-        found.append(Plan(chosen, limit, tolerance.qat_limit, margin))
+        plan = Plan(chosen, limit, tolerance.qat_limit, margin,
+                    _reference_floors(key, chosen, tolerance, policy))
+        check_limits(plan, tolerance, policy)
+        found.append(plan)
     unused = sorted(set(options) - used)
     if unused:
-        names = ", ".join(plan.metric.name for plan in found)
-        raise QuantGuardError(f"unknown keyword(s) {', '.join(unused)}: not an option of metric "
-                              f"{names} (options: k for top_k, pooling for cosine and rel_error)")
+        raise QuantGuardError(_unknown_keywords(unused, found))
     return found
+
+
+def _unknown_keywords(unused: list[str], found: list[Plan]) -> str:
+    """A keyword neither a tolerance key nor an option of the metric: the closest of either."""
+    from pytest_quantguard.settings import TOLERANCE_KEYS
+
+    options = sorted({option for plan in found for option in plan.metric.option_names})
+    valid = [*TOLERANCE_KEYS, *options]
+    named = ", ".join(f"{key} ({did_you_mean(key, valid).strip()})" if did_you_mean(key, valid)
+                      else key for key in unused)
+    metrics = ", ".join(plan.metric.name for plan in found)
+    takes = f"it takes {', '.join(options)}" if options else "it takes none"
+    return (f"unknown keyword(s) {named}: not a tolerance key, and not an option of metric "
+            f"{metrics} ({takes}; options: k for top_k, pooling for cosine and rel_error); the "
+            f"tolerance keys are {', '.join(TOLERANCE_KEYS)}")
+
+
+def check_limits(plan: Plan, tolerance: Tolerance, policy: Mapping[str, Any]) -> None:
+    """Each limit in its unit (docs/verdict.md, "Limits and their units"): on a score in [0, 1] an
+    absolute limit >= 1 is an error and one above 0.10 warns; any relative limit (relative=True,
+    max_error_increase) >= 1 is an error; max_drop >= qat_limit warns that try-qat is empty."""
+    metric, margin = plan.metric, plan.margin
+    ship = "max_error_increase" if margin == "error-increase" else (
+        "metrics" if (tolerance.metrics or {}).get(metric.name) is not None else "max_drop")
+    limits = [(ship, tolerance.source(ship), plan.max_drop, True),
+              ("slice_max_drop", tolerance.source("slice_max_drop"), tolerance.slice_max_drop, True),
+              ("quant_policy_max_drop", "quant_policy_max_drop (ini file)",
+               policy.get("max_drop") if margin != "error-increase" else None, True),
+              ("quant_policy_max_error_increase", "quant_policy_max_error_increase (ini file)",
+               policy.get("max_error_increase"), True)]
+    if margin != "error-increase":  # the try-qat band of an error rate may exceed 100 %
+        limits.append(("qat_limit", tolerance.source("qat_limit"), plan.qat_limit, False))
+    relative = margin != "absolute" or None
+    for key, where, value, gates in limits:
+        if value is None:
+            continue
+        scale = "relative" if relative or key == "quant_policy_max_error_increase" else (
+            "unit" if metric.bounded else None)
+        if scale is not None and value >= 1:
+            unit = ("a fraction of the reference's score (or error rate): 0.01 = 1 %" if
+                    scale == "relative" else f"a fraction, as {metric.name} is scored in [0, 1]: "
+                    "0.01 = 1 point")
+            raise QuantGuardError(f"{where} = {value:g} is a limit of {100 * value:g} % on "
+                                  f"{metric.name}: it would pass almost anything. A limit is "
+                                  f"{unit}; did you mean {value / 100:g}?")
+        if scale == "unit" and gates and value > WIDE:
+            warnings.warn(QuantGuardWarning(
+                f"{where} = {value:g} lets {metric.name} lose up to {100 * value:g} points before "
+                "the gate fails: a limit is a fraction of the [0, 1] score (0.01 = 1 point); is "
+                "so wide a limit meant?"), stacklevel=5)
+    if plan.max_drop >= plan.qat_limit:
+        warnings.warn(QuantGuardWarning(
+            f"{metric.name}: {tolerance.source(ship)} = {plan.max_drop:g} >= "
+            f"{tolerance.source('qat_limit')} = {plan.qat_limit:g}, so the try-qat band is empty: "
+            "a candidate over the limit is stay-fp16 at once; set qat_limit above the limit (e.g. "
+            f"{3 * plan.max_drop:g}) to keep the try-qat verdict"), stacklevel=5)
+
+
+def _reference_floors(key: str | None, metric: Metric, tolerance: Tolerance,
+                      policy: Mapping[str, Any]) -> tuple[tuple[float, str], ...]:
+    """The reference's least acceptable scores for this metric: the test's ``min_reference`` (a
+    number: the gated metric's; a table: by metric name) and the policy's table."""
+    floors = []
+    for given, layer in ((tolerance.min_reference, tolerance.sources.get("min_reference")),
+                         (policy.get("min_reference"), "policy")):
+        where = ("quant_policy_min_reference (ini file)" if layer == "policy" else
+                 describe_source("min_reference", layer))
+        if isinstance(given, Mapping):
+            names = [name for name in (key, metric.name, metric.key) if name in given]
+            if names:
+                floors.append((float(given[names[0]]), where))
+        elif given is not None:
+            if tolerance.metrics is not None:
+                raise QuantGuardError(f"{where} = {given:g} is one score, but metrics= gates "
+                                      f"{', '.join(tolerance.metrics)}: give one per metric, e.g. "
+                                      "{'accuracy': 0.9, 'macro_f1': 0.85}")
+            floors.append((float(given), where))
+    return tuple(floors)
+
+
+def reference_checks(plan: Plan, evaluation) -> list[dict[str, Any]]:
+    """The checks of the reference on this data, independent of the candidate (docs/verdict.md,
+    "Checks of the reference"): each ``{"check", "passed", "rule", ...figures}``. A failed one
+    fails the test with its own rule line; the verdict stays the candidate's."""
+    checks = []
+    metric, score = plan.metric, evaluation.reference_score
+    for floor, where in plan.min_reference:
+        passed = score >= floor if metric.higher_is_better else score <= floor
+        sign, what = (">=", "<") if metric.higher_is_better else ("<=", ">")
+        rule = (f"min_reference: the reference scores {score:.4g} {sign if passed else what} "
+                f"{floor:g} ({where}) on this data" + ("" if passed else
+                                                      ": the data or the reference is wrong, not "
+                                                      "the quantization"))
+        if not metric.higher_is_better and not passed:
+            rule += f" ({metric.name} is lower-is-better: min_reference is its ceiling)"
+        checks.append({"check": "min_reference", "passed": passed, "rule": rule,
+                       "reference_score": float(score), "limit": floor, "source": where})
+    return checks
 
 
 def _check_fit(metric: Metric, dataset: ValidationSet) -> None:
@@ -134,10 +242,11 @@ def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Executi
     if tolerance.slice_max_drop is not None:
         verdict, rule, culprit = slice_verdict(verdict, rule, slices, fmt)
     notes = [*subject.notes, *metric.notes, *evaluation.notes]
+    checks = reference_checks(plan, evaluation)
     judgement = Judgement(
         plan=plan, subject=subject, tolerance=tolerance, execution=execution,
         evaluation=evaluation, details=details, verdict=verdict, rule=rule,
-        established=decision.established, culprit=culprit, notes=notes)
+        established=decision.established, culprit=culprit, notes=notes, checks=checks)
     return Comparison(
         verdict=verdict, drop=evaluation.drop, interval=interval,
         reference_score=evaluation.reference_score, candidate_score=evaluation.candidate_score,
@@ -146,13 +255,14 @@ def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Executi
         resamples=execution.resamples, seed=execution.seed, max_drop=plan.max_drop,
         qat_limit=plan.qat_limit, gate=tolerance.gate, relative=plan.margin == "relative",
         max_error_increase=tolerance.max_error_increase,
-        slice_max_drop=tolerance.slice_max_drop, message=message(judgement), name=name,
+        slice_max_drop=tolerance.slice_max_drop, min_reference=_strictest(plan),
+        message=message(judgement), name=name,
         id=comparison_id, reference=_runner_info(subject.reference),
         candidate=_runner_info(subject.candidate),
         data={"path": None if dataset.path is None else str(dataset.path),
               "sha256": dataset.digest},
         details={**details, "margin": plan.margin, "established": decision.established,
-                 "task": metric.task,
+                 "task": metric.task, **({"reference_checks": checks} if checks else {}),
                  **({"suspicious_gain": True} if judgement.suspicious else {}),
                  **({"notes": notes} if notes else {}),
                  **({"advisory": True, "subset_of": subject.full_n}
@@ -162,6 +272,14 @@ def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Executi
                  "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")},
         remedy=remedy(judgement), metric_kind=metric.kind, unit=_unit(metric, plan.margin),
     )
+
+
+def _strictest(plan: Plan) -> float | None:
+    """The recorded min_reference: the strictest floor in the metric's direction."""
+    floors = [floor for floor, _ in plan.min_reference]
+    if not floors:
+        return None
+    return max(floors) if plan.metric.higher_is_better else min(floors)
 
 
 def _unit(metric: Metric, margin: str) -> str:

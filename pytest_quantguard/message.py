@@ -3,7 +3,7 @@ rule that fired and what to do (docs/verdict.md, "Remedies")."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pytest_quantguard.formatting import drop_formatter, drop_text, row_formatter, score_texts
@@ -35,6 +35,7 @@ class Judgement:
     established: bool
     culprit: dict[str, Any] | None  # the class or slice that decided the verdict (slice_max_drop)
     notes: list[str]
+    checks: list[dict[str, Any]] = field(default_factory=list)  # of the reference (judging)
 
     @property
     def metric(self) -> Metric:
@@ -70,6 +71,9 @@ def message(judgement: Judgement) -> str:
         "  {}: reference {}, candidate {}".format(j.metric.key, *score_texts(
             j.evaluation.reference_score, j.evaluation.candidate_score)),
     ]
+    # a failed check of the reference fails the test whatever the verdict (docs/verdict.md,
+    # "Checks of the reference")
+    lines += [f"  FAILED check: {check['rule']}" for check in j.checks if not check["passed"]]
     if j.margin == "error-increase":
         lines.append(f"  error rate: reference {1 - j.evaluation.reference_score:.4f}, candidate "
                      f"{1 - j.evaluation.candidate_score:.4f} (max_error_increase: the candidate's "
@@ -166,7 +170,7 @@ def remedy(j: Judgement) -> str:
         return "more samples would narrow the interval"
     return inconclusive_remedy(j.evaluation.drop, j.max_drop, sizing.units,
                                discordance=sizing.discordance, variance=sizing.variance,
-                               unit=sizing.unit, confidence=j.tolerance.confidence)
+                               unit=sizing.unit, confidence=j.tolerance.confidence, fmt=j.fmt)
 
 
 def suspicious_gain_text(comparison: Comparison) -> str:

@@ -226,9 +226,33 @@ def _cli_type(validate):
     return parse
 
 
+def _ini_keys(path: Path | None) -> list[str]:
+    """The keys of the ini file's pytest section (pytest lists them only in a deprecated API)."""
+    if path is None or not path.is_file():
+        return []
+    if path.suffix == ".toml":
+        import tomllib
+
+        with open(path, "rb") as file:
+            tool = tomllib.load(file).get("tool", {}).get("pytest", {})
+        return [*tool, *tool.get("ini_options", {})]
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path, encoding="utf-8")
+    return [key for section in ("pytest", "tool:pytest") if parser.has_section(section)
+            for key in parser[section]]
+
+
 def _resolve_options(config: pytest.Config) -> settings.Options:
     """default < ini < CLI (settings.resolve_options); a bad value is a usage error naming it."""
     base = config.inipath.parent if config.inipath else config.rootpath
+    given = [*_ini_keys(config.inipath), *(item.split("=", 1)[0].strip()
+                                           for item in config.known_args_namespace.override_ini or ())]
+    typos = settings.ini_typos(given)
+    if typos:  # pytest's own "unknown config option" names no fix
+        raise pytest.UsageError(f"quantguard: {config.inipath or 'the ini file'}: "
+                                + "; ".join(typos))
     try:
         return settings.resolve_options(config.getoption, config.getini,
                                         cli_dir=config.invocation_params.dir, ini_dir=base,

@@ -10,6 +10,7 @@ from typing import Any
 from pytest_quantguard.settings import Options, Tolerance
 
 POLICY_KEYS = ("quant_policy_max_drop", "quant_policy_max_error_increase",
+               "quant_policy_min_reference",
                "quant_policy_min_confidence", "quant_policy_allow_point_gate",
                "quant_policy_min_bootstrap", "quant_require_comparisons")
 PROJECT = "project (ini or command line)"  # the source of a value no marker or call set
@@ -21,7 +22,8 @@ def violations(tolerance: Tolerance, options: Options, nodeid: str) -> list[dict
     found = []
 
     def add(key: str, value: Any, limit: Any, rule: str) -> None:
-        source = tolerance.sources.get(key, PROJECT)
+        source = tolerance.sources.get(key)
+        source = source if source in ("marker", "call") else PROJECT
         found.append({"id": nodeid, "key": key, "value": value, "limit": limit, "source": source,
                       "message": f"{key}={value!r} (set by the {source}) {rule}"})
 
@@ -51,6 +53,14 @@ def violations(tolerance: Tolerance, options: Options, nodeid: str) -> list[dict
     return found
 
 
+def floor(options: Options) -> dict[str, Any]:
+    """What the pipe checks per comparison (it never imports this module): the policy's limits,
+    held to their metric's unit, and its min_reference table, applied beside the test's own."""
+    return {"max_drop": options.policy_max_drop,
+            "max_error_increase": options.policy_max_error_increase,
+            "min_reference": options.policy_min_reference}
+
+
 def release_count(records: Sequence[dict[str, Any]]) -> int:
     """Comparisons that count toward quant_require_comparisons: advisory ones (a
     --quant-max-samples subset) are not a release verdict."""
@@ -74,6 +84,7 @@ def stated(options: Options, records: Sequence[dict[str, Any]],
             "min_confidence": options.policy_min_confidence,
             "allow_point_gate": options.policy_allow_point_gate,
             "min_bootstrap": options.policy_min_bootstrap,
+            "min_reference": options.policy_min_reference,
             "require_comparisons": required, "comparisons": counted,
             "advisory_comparisons": len(records) - counted,
             "satisfied": counted >= required and not found,

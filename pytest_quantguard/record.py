@@ -64,9 +64,18 @@ class Comparison:
     metric_kind: str = ""  # the metric's family: binary, continuous, corpus or grouped
     unit: str = ""  # how drops read: "points" (0/1 metrics), "percent" (relative margins), "metric"
 
+    min_reference: float | None = None  # the reference's least acceptable score (strictest)
+
+    @property
+    def failed_checks(self) -> list[dict[str, Any]]:
+        """The checks of the reference that failed (``details["reference_checks"]``, e.g.
+        min_reference): each fails the test with its ``rule`` line, whatever the verdict."""
+        return [check for check in self.details.get("reference_checks", ()) if not check["passed"]]
+
     @property
     def passed(self) -> bool:
-        return not self.verdict.failed
+        """The gate passes: the verdict is ship and no check of the reference failed."""
+        return not self.verdict.failed and not self.failed_checks
 
     def to_dict(self) -> dict[str, Any]:
         record = {

@@ -12,7 +12,7 @@ below return ``Tolerance``, ``Execution`` and ``Options`` objects the pipe trust
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,9 @@ from pytest_quantguard.validators import (
     optional_bool,
     positive_float,
     positive_int,
+    reference_floor,
     seed_int,
+    unknown_keys,
 )
 
 __all__ = ["GATES", "OPTIONS", "SETTINGS", "Execution", "Options", "Setting", "Tolerance",
@@ -45,6 +47,9 @@ RUN_WIDE = (INI, CLI)
 PER_TEST = (MARKER, CALL)
 EVERYWHERE = (INI, CLI, MARKER, CALL)
 NUMBER = {"type": "number"}
+# every limit's unit, in its help and errors (docs/verdict.md, "Limits and their units")
+UNIT = ("in the metric's units: a fraction for scores in [0, 1], 0.01 = 1 point; with relative=True "
+        "0.01 = 1 percent")
 OPTIONAL_NUMBER = {"type": ["number", "null"]}
 
 
@@ -76,9 +81,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data", None, str, "validation set folder (.npz shards, .npy arrays, CSV tables or an "
             "image folder); a command-line path resolves against the invocation dir, the ini path "
             "against the ini file", "DIR"),
-    Setting("max_drop", 0.01, positive_float, "ship limit: the largest acceptable drop", "X",
+    Setting("max_drop", 0.01, positive_float, "ship limit: the largest acceptable drop, " + UNIT, "X",
             EVERYWHERE, threshold=NUMBER),
-    Setting("qat_limit", 0.03, positive_float, "try-qat / stay-fp16 boundary", "X", EVERYWHERE,
+    Setting("qat_limit", 0.03, positive_float, "try-qat / stay-fp16 boundary, above max_drop, " + UNIT, "X",
+            EVERYWHERE,
             threshold=NUMBER),
     Setting("metric", None, metric_name, "the metric to gate (None: the task's default: accuracy, "
             "rmse, perplexity or agreement)", layers=PER_TEST, overrides=False),
@@ -93,13 +99,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("output", None, name_or_index, "the model output to score: a name or an index (None: "
             "the manifest's output, else the first)", layers=PER_TEST, overrides=False),
     Setting("max_error_increase", None, positive_float, "0/1 metrics, instead of max_drop: the "
-            "candidate's error rate may grow by at most this fraction of the reference's",
+            "candidate's error rate may grow by at most this fraction of the reference's (0.2 = "
+            "20 percent; below 1)",
             layers=PER_TEST, threshold=OPTIONAL_NUMBER),
     Setting("metrics", None, metric_table, "several metrics on one run of each model: {name: "
-            "max_drop or None (the max_drop in force)}", layers=PER_TEST),
+            "max_drop or None (the max_drop in force)}, each " + UNIT, layers=PER_TEST),
     Setting("slice_max_drop", None, positive_float, "every class and manifest slice must also "
-            "ship under this limit (otherwise they are reported only)", layers=PER_TEST,
+            "ship under this limit (otherwise they are reported only), " + UNIT, layers=PER_TEST,
             threshold=OPTIONAL_NUMBER),
+    Setting("min_reference", None, reference_floor, "the reference's least acceptable score on this "
+            "data, in the metric's own units and direction (a ceiling for lower-is-better metrics "
+            "such as rmse): one number, or a table per metric ('accuracy:0.90, rmse:55'); a miss "
+            "fails the test: the data or the reference is wrong, not the quantization", "TABLE",
+            EVERYWHERE, threshold=OPTIONAL_NUMBER),
     Setting("inconclusive", "fail", choice("fail", "warn"), "what an inconclusive verdict does: "
             "fail the test, or pass with a QuantGuardWarning", "{fail,warn}"),
     Setting("batch_size", 1024, positive_int, "inference batch size (never larger than the set; a "
@@ -121,10 +133,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("junit", "both", choice("testcase", "suite", "both", "off"), "which JUnit properties "
             "quantguard writes: per testcase, per suite, both, or none", layers=(INI,)),
     Setting("policy_max_drop", None, positive_float, "the largest max_drop (and metrics= limit, "
-            "slice_max_drop) any marker, call or option may set; a test asking for more fails",
+            "slice_max_drop) any marker, call or option may set; a test asking for more fails; "
+            + UNIT,
             layers=(INI,)),
     Setting("policy_max_error_increase", None, positive_float, "the largest max_error_increase "
-            "any marker, call or option may set", layers=(INI,)),
+            "any marker, call or option may set (0.2 = 20 percent)", layers=(INI,)),
+    Setting("policy_min_reference", None, reference_floor, "a min_reference table every "
+            "comparison of the named metrics must meet besides its own ('accuracy:0.90, rmse:55')",
+            layers=(INI,)),
     Setting("policy_min_confidence", None, open_fraction, "the lowest confidence any marker, call "
             "or option may set", layers=(INI,)),
     Setting("policy_allow_point_gate", True, flag, "whether gate='point' (the point estimate "
@@ -171,6 +187,8 @@ class Tolerance:
     gate: str = default("gate")
     slice_max_drop: float | None = None
     output: str | int | None = None
+    min_reference: float | Mapping[str, float] | None = None
+    # the layer each key came from: "ini", "cli", "marker" or "call" (absent: the default)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -187,7 +205,23 @@ class Tolerance:
     def overrides(self) -> list[dict[str, Any]]:
         """What the test's marker and call set, for the reports."""
         return [{"key": key, "value": getattr(self, key), "source": source}
-                for key, source in sorted(self.sources.items()) if BY_KEY[key].overrides]
+                for key, source in sorted(self.sources.items())
+                if BY_KEY[key].overrides and source in PER_TEST]
+
+    def source(self, key: str, where: str = "") -> str:
+        """Where ``key``'s value came from, as the user wrote it: "--quant-max-drop (command
+        line)", "quant_max_drop (ini file)", "@quant_tolerance(max_drop=...)", "max_drop= (the call's
+        keyword)" (``where``: the call's name, if known), or "the default"."""
+        return describe_source(key, self.sources.get(key), where)
+
+
+def describe_source(key: str, layer: str | None, where: str = "") -> str:
+    """A setting's origin as the user wrote it (errors name the option and its layer)."""
+    setting = BY_KEY[key]
+    return {INI: f"{setting.ini} (ini file)", CLI: f"{setting.flag} (command line)",
+            MARKER: f"@quant_tolerance({key}=...)",
+            CALL: f"{where}({key}=...)" if where else f"{key}= (the call's keyword)"}.get(
+                layer or "", f"{key} (the default)")
 
 
 @dataclass(frozen=True)
@@ -232,8 +266,7 @@ def check_layer(given: Mapping[str, Any], where: str | None = None, *,
                               f"got positional {list(args)}")
     unknown = sorted(set(given) - set(TOLERANCE_KEYS))
     if unknown:
-        raise QuantGuardError(f"{label}: unknown key(s) {', '.join(unknown)}; the allowed keys "
-                              f"are {allowed}")
+        raise QuantGuardError(f"{label}: {unknown_keys(unknown, TOLERANCE_KEYS)}")
     checked = {}
     for key, value in given.items():
         if value is not None:
@@ -275,9 +308,12 @@ def merge_tolerance(*layers: Mapping[str, Any]) -> dict[str, Any]:
 Layer = tuple[str, Mapping[str, Any]]  # ("marker" | "call", checked values)
 
 
-def resolve_tolerance(run: Mapping[str, Any] | None = None, *per_test: Layer) -> Tolerance:
+def resolve_tolerance(run: Mapping[str, Any] | None = None, *per_test: Layer,
+                      run_sources: Mapping[str, str] | None = None) -> Tolerance:
     """The one resolver: the run-wide values (default < ini < CLI, already checked) under the
-    per-test layers, given as ``("marker" | "call", checked values)`` farthest first.
+    per-test layers, given as ``("marker" | "call", checked values)`` farthest first;
+    ``run_sources`` says which run-wide keys the ini file or the command line set
+    (``Options.origins``).
 
     The special case is explicit here: with ``max_error_increase`` the try-qat band is in the
     error rate's unit, so only a ``qat_limit`` given beside it (marker or call) applies, else 3x the
@@ -285,7 +321,8 @@ def resolve_tolerance(run: Mapping[str, Any] | None = None, *per_test: Layer) ->
     run_wide = {key: value for key, value in (run or {}).items() if key in TOLERANCE_KEYS}
     merged = merge_tolerance(run_wide, *(values for _, values in per_test))
     nearest = merge_tolerance(*(values for _, values in per_test))
-    sources = {key: layer for layer, values in per_test for key in values}
+    sources = {key: layer for key, layer in (run_sources or {}).items() if key in run_wide}
+    sources.update({key: layer for layer, values in per_test for key in values})
     if merged.get("max_error_increase") is not None:
         increase = merged["max_error_increase"]
         if merged.get("relative"):
@@ -305,6 +342,7 @@ class Options:
     """The run-wide settings (default < ini < CLI), every value checked: ``options.max_drop``."""
 
     values: Mapping[str, Any]
+    origins: Mapping[str, str] = field(default_factory=dict)  # key -> "ini" | "cli" (else default)
 
     def __getattr__(self, key: str) -> Any:
         try:
@@ -330,22 +368,24 @@ def resolve_options(read_cli: Callable[[str], Any], read_ini: Callable[[str], An
     """default < ini < CLI, each value checked; relative paths resolve against the invocation dir
     (command line) or the ini file's folder. A bad ini value is an error naming it and the file."""
     resolved: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for setting in SETTINGS:
         if INI not in setting.layers:
             continue
         value = read_cli(setting.ini) if CLI in setting.layers else None
-        base = cli_dir
+        base, origins[setting.key] = cli_dir, CLI
         if value is None:
             raw = read_ini(setting.ini)
             if raw in (None, "", []):
                 resolved[setting.key] = setting.default
+                del origins[setting.key]
                 continue
             where = f"{setting.ini} = {raw!r}" + (f" in {ini_file}" if ini_file else "")
             try:
                 value = setting.validate(raw.strip() if isinstance(raw, str) else raw)
             except ValueError as error:
                 raise QuantGuardError(f"quantguard: {where}: {error}") from None
-            base = ini_dir
+            base, origins[setting.key] = ini_dir, INI
         resolved[setting.key] = str(base / value) if setting.key in PATH_OPTIONS else value
     if resolved["plot"] is not None:
         import importlib.util
@@ -353,7 +393,15 @@ def resolve_options(read_cli: Callable[[str], Any], read_ini: Callable[[str], An
         if importlib.util.find_spec("matplotlib") is None:
             raise QuantGuardError('quantguard: --quant-plot needs matplotlib: pip install '
                                   '"pytest-quantguard[plot]"')
-    return Options(resolved)
+    return Options(resolved, origins)
+
+
+def ini_typos(ini_keys: Iterable[str]) -> list[str]:
+    """``quant_*`` keys of the ini file that are not quantguard's, each with the closest valid key
+    and the list (pytest's own "unknown config option" names no fix)."""
+    ours = [setting.ini for setting in SETTINGS if INI in setting.layers]
+    return [unknown_keys([key], ours).replace("unknown key(s)", "unknown ini key", 1)
+            for key in sorted(set(ini_keys)) if key.startswith("quant_") and key not in ours]
 
 
 def _checked(key: str, validate: Callable[[Any], Any], value: Any) -> Any:

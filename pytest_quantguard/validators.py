@@ -3,8 +3,9 @@ message that reads after the setting's name ("--quant-max-drop: must be a number
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 
@@ -125,3 +126,46 @@ def count(value: Any) -> int:
     if number < 0:
         raise ValueError(f"must be a whole number >= 0, got {value!r}")
     return number
+
+
+def did_you_mean(given: str, allowed: Iterable[str]) -> str:
+    """"did you mean 'max_drop'? " for the closest of ``allowed`` to ``given`` (difflib), else ""."""
+    close = difflib.get_close_matches(given, list(allowed), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def unknown_keys(unknown: Iterable[str], allowed: Iterable[str]) -> str:
+    """"unknown key(s) max_dorp (did you mean 'max_drop'?); the allowed keys are ..." """
+    allowed = list(allowed)
+    named = ", ".join(f"{key} ({did_you_mean(key, allowed).strip()})" if did_you_mean(key, allowed)
+                      else key for key in unknown)
+    return f"unknown key(s) {named}; the allowed keys are {', '.join(allowed)}"
+
+
+def reference_floor(value: Any) -> float | dict[str, float] | None:
+    """``min_reference``: one score (the gated metric's), or a table per metric: a dict, or the ini
+    form ``"accuracy:0.90, rmse:55"``. The score is in the metric's own units and direction."""
+    if value is None:
+        return None
+    if isinstance(value, str) and ":" in value:
+        pairs = [item.split(":", 1) for item in value.replace("\n", ",").split(",") if item.strip()]
+        value = {name.strip(): score.strip() for name, score in pairs}
+    if isinstance(value, Mapping):
+        if not value:
+            raise ValueError("must name at least one metric, e.g. {'accuracy': 0.9} or "
+                             "'accuracy:0.90, rmse:55'")
+        table = {}
+        for name, score in value.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"metric names must be strings, got {name!r}")
+            try:
+                table[name] = _float(score)
+            except ValueError as error:
+                raise ValueError(f"{name!r}: {error}") from None
+        return table
+    try:
+        return _float(value)
+    except ValueError:
+        raise ValueError(f"must be the reference's least acceptable score (a number) or a table per "
+                         f"metric ({{'accuracy': 0.9}}, or 'accuracy:0.90, rmse:55'), got {value!r}"
+                         ) from None

@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from pytest_quantguard.settings import GATES
-from pytest_quantguard.stats.plan import plan, samples_for_variance
+from pytest_quantguard.stats.plan import plan, samples_for_variance, smallest_margin
 
 
 class Verdict(enum.StrEnum):
@@ -88,30 +88,40 @@ def decide(drop: float, low: float, high: float, *, max_drop: float, qat_limit: 
 
 def inconclusive_remedy(drop: float, max_drop: float, n: int, *, discordance: float | None = None,
                         variance: float | None = None, confidence: float = 0.95,
-                        unit: str = "samples") -> str:
-    """"About N samples (M more) would resolve it", or why more data is unlikely to help.
+                        unit: str = "samples", fmt=lambda x: f"{x:.4g}") -> str:
+    """"About N samples (M more) would resolve it", or why more data is unlikely to help; and the
+    smallest limit a set of this size resolves, as guidance for the next set.
 
     N is the total size for 80% power at the observed drop (floored at 0), using the observed
     discordance floored at 3/n (0/1 metrics), or the per-unit variance of the linearized drop
-    (other margins and families; ``unit`` names what is counted: samples, or groups).
+    (other margins and families; ``unit`` names what is counted: samples, or groups). The
+    smallest limit is the same formula solved for the limit at n (docs/verdict.md, "Remedies");
+    ``fmt`` shows it in the limit's unit.
     """
-    if drop >= 0.8 * max_drop:
-        return ("more data is unlikely to help: the observed drop is at least 80% of max_drop, so "
-                "even a much larger set would most likely not bring the upper bound under the limit")
     assumed = max(drop, 0.0)
     if discordance is not None:
         share = min(max(discordance, 3.0 / n), 1.0)
-        needed = plan(share, max_drop, power=0.8, confidence=confidence,
-                      drop=min(assumed, share))
-    elif variance is not None:
+        assumed = min(assumed, share)
+        variance = max(share - assumed * assumed, 0.0)
+    elif variance is None:
+        raise ValueError("give the discordance (0/1 metrics) or the per-unit variance")
+    smallest = smallest_margin(variance, n, power=0.8, confidence=confidence, drop=assumed)
+    guidance = (f"; for the next set: {n:,} {unit} resolve a limit of about {fmt(smallest)} at "
+                "80% power at this discordance; choose the limit before seeing a result: raising "
+                "max_drop after it voids the false-ship guarantee")
+    if drop >= 0.8 * max_drop:
+        return ("more data is unlikely to help: the observed drop is at least 80% of max_drop, so "
+                "even a much larger set would most likely not bring the upper bound under the "
+                "limit" + guidance)
+    if discordance is not None:
+        needed = plan(share, max_drop, power=0.8, confidence=confidence, drop=assumed)
+    else:
         needed = samples_for_variance(variance, max_drop, power=0.8, confidence=confidence,
                                       drop=assumed)
-    else:
-        raise ValueError("give the discordance (0/1 metrics) or the per-unit variance")
     if needed <= n:
         return (f"about {needed:,} {unit} would resolve it at 80% power; this set already has "
-                f"{n:,}, so a re-run on fresh data of the same size may resolve it")
-    return f"about {needed:,} {unit} ({needed - n:,} more) would resolve it (80% power)"
+                f"{n:,}, so a re-run on fresh data of the same size may resolve it" + guidance)
+    return f"about {needed:,} {unit} ({needed - n:,} more) would resolve it (80% power)" + guidance
 
 
 REMEDIES = {

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import MODELS, PROD_VAL
 from pytest_quantguard import Comparison, Interval, ValidationSet, Verdict, compare
-from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 
 FP32, INT8, INT2 = (str(MODELS / f"{name}.onnx") for name in ("fp32", "int8", "int2"))
 
@@ -94,7 +94,7 @@ def test_to_dict_is_builtins_only_and_round_trips():
                            "verdict", "thresholds", "runtime"}
     assert set(record["interval"]) == {"low", "high", "confidence", "method", "resamples", "seed"}
     assert set(record["thresholds"]) == {"max_drop", "qat_limit", "gate", "relative", "max_error_increase",
-                                         "slice_max_drop"}
+                                         "slice_max_drop", "min_reference"}
     assert set(record["reference"]) == {"path", "sha256", "bytes", "score"}
     assert set(record["data"]) == {"path", "n", "n_groups", "sha256"}
     rebuilt = Comparison.from_dict(record)
@@ -119,8 +119,9 @@ def test_callables_and_in_memory_tuples():
     labels = rng.integers(0, 4, 500)
     logits = np.eye(4)[labels] * 2 + rng.normal(0, 1, (500, 4))
     noisy = logits + rng.normal(0, 0.8, (500, 4))
-    result = compare(lambda x: logits[x[:, 0].astype(int)], lambda x: noisy[x[:, 0].astype(int)],
-                     data=(np.arange(500.0)[:, None], labels), max_drop=0.2, qat_limit=0.4)
+    with pytest.warns(QuantGuardWarning, match="lose up to 20 points before the gate fails"):
+        result = compare(lambda x: logits[x[:, 0].astype(int)], lambda x: noisy[x[:, 0].astype(int)],
+                         data=(np.arange(500.0)[:, None], labels), max_drop=0.2, qat_limit=0.4)
     expected = np.mean(logits.argmax(1) == labels) - np.mean(noisy.argmax(1) == labels)
     assert result.drop == pytest.approx(expected)
     assert result.reference["path"].endswith("<lambda>") and result.reference["sha256"] is None
@@ -161,7 +162,8 @@ def test_one_column_scores_are_thresholded_on_the_whole_set():
     (dict(max_error_increase=0.2, max_drop=0.01), "give max_drop=0.01 or max_error_increase=0.2"),
     (dict(max_error_increase=0.2, relative=True), "relative=True and max_error_increase= are two"),
     (dict(max_error_increase=-1), "max_error_increase: must be a number > 0"),
-    (dict(k=5), r"unknown keyword\(s\) k: not an option of metric accuracy"),
+    (dict(k=5), r"unknown keyword\(s\) k: not a tolerance key, and not an option of metric "
+                r"accuracy \(it takes none"),
 ])
 def test_bad_arguments_name_themselves(kwargs, match):
     with pytest.raises(QuantGuardError, match=match):

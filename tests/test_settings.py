@@ -68,7 +68,8 @@ def test_one_metric_or_several_replace_each_other():
 @pytest.mark.parametrize(("given", "where", "message"), [
     ({"max_drop": -1}, "quant_compare", r"quant_compare\(max_drop=\.\.\.\): must be a number > 0"),
     ({"max_drop": -1}, None, r"^max_drop: must be a number > 0"),
-    ({"max_dorp": 0.01}, "@quant_tolerance", r"unknown key\(s\) max_dorp; the allowed keys are "
+    ({"max_dorp": 0.01}, "@quant_tolerance", r"unknown key\(s\) max_dorp \(did you mean 'max_drop'\?\); "
+                                             r"the allowed keys are "
                                              r"max_drop, qat_limit, metric"),
     ({"max_drop": 0.01, "max_error_increase": 0.1}, None, "not both"),
     ({"metric": "accuracy", "metrics": {"top1": 0.01}}, None, "not both"),
@@ -113,6 +114,7 @@ def test_run_wide_options_resolve_default_ini_cli(tmp_path):
     assert set(options.as_dict()) == {s.key for s in SETTINGS if "ini" in s.layers}
     assert options.execution(base_dir=Path("x")).resamples == 10000
     assert options.tolerance() == {"max_drop": 0.03, "qat_limit": 0.03, "confidence": 0.95,
+                                   "min_reference": None,
                                    "gate": "upper"}
     ini["quant_confidence"] = "95"
     with pytest.raises(QuantGuardError, match=r"quant_confidence = '95' in pytest\.ini: must be a "

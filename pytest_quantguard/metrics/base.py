@@ -153,6 +153,9 @@ class Metric:
     options: Mapping[str, Any] = field(default_factory=dict)
     paired: bool = False  # reduce_pair is needed: both outputs in the same batch (no reference cache)
     description: str = ""
+    # scores lie in [0, 1], so an absolute limit is a fraction (None: as ``points``)
+    # (docs/verdict.md, "Limits and their units")
+    unit_interval: bool | None = None
 
     def configure(self, options: Mapping[str, Any]) -> Metric:
         """A copy with ``options`` set; unknown options are an error naming the accepted ones."""
@@ -175,6 +178,12 @@ class Metric:
     def points(self) -> bool:
         """Whether an absolute drop is shown in points: scores in [0, 1] (0/1 metrics)."""
         return self.kind == "binary"
+
+    @property
+    def bounded(self) -> bool:
+        """Whether scores lie in [0, 1] (accuracy-type, agreement, F1, cosine): an absolute limit
+        >= 1 on them is an error, one above 0.10 a warning."""
+        return self.points if self.unit_interval is None else self.unit_interval
 
     def fits_task(self, task: str) -> bool:
         """Whether the metric can score a validation set of ``task``: a metric of class predictions

@@ -143,7 +143,7 @@ AGREEMENT = Agreement(name="agreement", higher_is_better=True, kind="binary",
                       "same top class (reference 1.0)")
 COSINE = Similarity(name="cosine", higher_is_better=True, kind="continuous", interval_method="bca",
                     default_relative=False, needs_labels=False, task="fidelity",
-                    option_names=("pooling",), paired=True,
+                    option_names=("pooling",), paired=True, unit_interval=True,
                     description="mean per-sample cosine similarity to the reference's output "
                     "(reference 1.0)")
 REL_ERROR = Similarity(name="rel_error", higher_is_better=False, kind="continuous",

@@ -97,7 +97,8 @@ def git_commit(rootdir: Path) -> str | None:
 def summary(records: Iterable[Mapping[str, Any]], *, inconclusive: str = "fail",
             policy_satisfied: bool = True) -> dict[str, Any]:
     """Verdict counts; ``passed`` is False when any comparison failed (try-qat, stay-fp16), was
-    inconclusive (unless inconclusive verdicts only warn), or the policy was not satisfied."""
+    inconclusive (unless inconclusive verdicts only warn), failed a check of the reference
+    (``details.reference_checks``), or the policy was not satisfied."""
     records = list(records)
     verdicts = [record["verdict"] for record in records]
     failed = sum(Verdict(verdict).rejected for verdict in verdicts)
@@ -105,10 +106,19 @@ def summary(records: Iterable[Mapping[str, Any]], *, inconclusive: str = "fail",
     live = [record["verdict"] for record in records if record.get("outcome") != "xfailed"]
     failing = sum(Verdict(verdict).rejected for verdict in live)
     open_ = live.count("inconclusive")
+    checks = sum(bool(failed_checks(record)) for record in records
+                 if record.get("outcome") != "xfailed")
     return {"comparisons": len(verdicts), "ship": verdicts.count("ship"), "failed": failed,
             "inconclusive": verdicts.count("inconclusive"),
             "expected_failures": len(verdicts) - len(live),
-            "passed": failing == 0 and (open_ == 0 or inconclusive == "warn") and policy_satisfied}
+            "passed": failing == 0 and checks == 0 and (open_ == 0 or inconclusive == "warn")
+            and policy_satisfied}
+
+
+def failed_checks(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A record's failed checks of the reference (docs/verdict.md, "Checks of the reference")."""
+    return [check for check in (record.get("details") or {}).get("reference_checks", ())
+            if not check.get("passed")]
 
 
 def build_report(records: Iterable[Mapping[str, Any]], *, settings: Mapping[str, Any],

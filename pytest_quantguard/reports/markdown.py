@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_quantguard.formatting import size_text, time_text
-from pytest_quantguard.reports.json_report import summary
+from pytest_quantguard.reports.json_report import failed_checks, summary
 from pytest_quantguard.verdict import severity
 
 COLUMNS = ("verdict", "test", "metric", "reference", "candidate", "drop", "interval", "n", "size",
@@ -44,6 +44,10 @@ def markdown_report(records: Sequence[Mapping[str, Any]], *, title: str = "Quant
     lost = [line for record in ordered if record["verdict"] != "ship" for line in _lost(record)]
     if lost:
         lines += ["", "### What did not ship", "", *lost]
+    checks = [f"- {_code(record['id'])}: {_one_line(check['rule'])}" for record in ordered
+              for check in failed_checks(record)]
+    if checks:
+        lines += ["", "### Failed checks of the reference", "", *checks]
     return "\n".join([*lines, *_notes(notes)]) + "\n"
 
 
@@ -75,7 +79,9 @@ def _row(record: Mapping[str, Any], inconclusive: str) -> tuple[str, ...]:
     if details.get("advisory"):
         n += f" (subset of {details['subset_of']:,})" if "subset_of" in details else " (subset)"
     return (
-        f"{_marker(record['verdict'], inconclusive, record.get('outcome'))} {record['verdict']}"
+        ("**FAIL**" if failed_checks(record) and record.get("outcome") != "xfailed" else
+         _marker(record['verdict'], inconclusive, record.get('outcome'))) + f" {record['verdict']}"
+        + (" (reference check failed)" if failed_checks(record) else "")
         + (" (advisory)" if details.get("advisory") else "")
         + (" (expected failure: xfail)" if record.get("outcome") == "xfailed" else "")
         + (" (suspicious gain)" if details.get("suspicious_gain") else ""),

@@ -52,3 +52,20 @@ def samples_for_variance(variance: float, margin: float, *, power: float = 0.8,
 def _check_fraction(name: str, value: float) -> None:
     if not 0 < value < 1:
         raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+
+
+def smallest_margin(variance: float, n: int, *, power: float = 0.8, confidence: float = 0.95,
+                    drop: float = 0.0) -> float:
+    """``samples_for_variance`` inverted: the smallest margin ``n`` units resolve with ``power``
+    when each unit's drop has ``variance`` and the true drop is ``drop``:
+    ``drop + (z_{1-a} + z_{1-b}) sqrt(variance / n)``. For a 0/1 metric pass the discordance
+    less ``drop^2`` (as ``plan`` does)."""
+    if not (math.isfinite(variance) and variance >= 0):
+        raise ValueError(f"variance must be a finite number >= 0, got {variance!r}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n!r}")
+    _check_fraction("power", power)
+    _check_fraction("confidence", confidence)
+    normal = NormalDist()
+    z_sum = normal.inv_cdf(1.0 - (1.0 - confidence) / 2.0) + normal.inv_cdf(power)
+    return drop + z_sum * math.sqrt(variance / n)

@@ -86,7 +86,7 @@ def test_a_binary_per_sample_metric_offers_max_error_increase(digits):
 def test_a_continuous_per_sample_metric_lower_is_better(diabetes):
     register_metric("abs_err", per_sample=absolute_error, higher_is_better=False, task="regression")
     result = compare(diabetes.reference, diabetes.candidate, data=diabetes.data, metric="abs_err",
-                     max_drop=1.0, **FAST)
+                     max_drop=1.0, qat_limit=3.0, **FAST)
     reference = mean_absolute_error(diabetes.y, diabetes.reference(diabetes.x))
     candidate = mean_absolute_error(diabetes.y, diabetes.candidate(diabetes.x))
     assert result.reference_score == pytest.approx(reference, abs=1e-6)
@@ -109,7 +109,7 @@ def test_a_continuous_metric_registered_relative_gives_a_relative_drop(diabetes)
     assert result.drop == pytest.approx(result.candidate_score / result.reference_score - 1, abs=TOL)
     # relative=False on the call wins over the registration's default
     absolute = compare(diabetes.reference, diabetes.candidate, data=diabetes.data,
-                       metric="abs_err", relative=False, max_drop=1.0, **FAST)
+                       metric="abs_err", relative=False, max_drop=1.0, qat_limit=3.0, **FAST)
     assert absolute.drop == pytest.approx(absolute.candidate_score - absolute.reference_score,
                                           abs=TOL)
 

@@ -252,7 +252,7 @@ def test_mae_equals_mean_absolute_error_and_its_drop_is_relative_by_default(diab
 
 def test_mae_absolute_drop_is_candidate_minus_reference(diabetes):
     result = compare(diabetes.reference, diabetes.candidate, data=diabetes.data, metric="mae",
-                     relative=False, max_drop=1.0, **FAST)
+                     relative=False, max_drop=1.0, qat_limit=3.0, **FAST)
     reference = mean_absolute_error(diabetes.y, diabetes.reference_predictions)
     candidate = mean_absolute_error(diabetes.y, diabetes.candidate_predictions)
     assert not result.relative
@@ -263,7 +263,7 @@ def test_mae_absolute_drop_is_candidate_minus_reference(diabetes):
 @pytest.mark.parametrize("relative", [None, False])
 def test_rmse_equals_root_mean_squared_error(diabetes, relative):
     result = compare(diabetes.reference, diabetes.candidate, data=diabetes.data, metric="rmse",
-                     relative=relative, max_drop=1.0, **FAST)
+                     relative=relative, max_drop=0.5, qat_limit=0.9, **FAST)
     reference = root_mean_squared_error(diabetes.y, diabetes.reference_predictions)
     candidate = root_mean_squared_error(diabetes.y, diabetes.candidate_predictions)
     assert result.reference_score == pytest.approx(reference, abs=TOL)
@@ -325,13 +325,14 @@ def _same(one, alone) -> None:
 def test_several_classification_metrics_each_equal_their_single_metric_compare(digits):
     limits = {"accuracy": 0.01, "macro_f1": 0.02, "top3": 0.005, "per_class_accuracy": 0.05}
     data = (digits.x, digits.y)
-    result = compare(digits.reference, digits.candidate, data=data, metrics=limits, **FAST)
+    result = compare(digits.reference, digits.candidate, data=data, metrics=limits, qat_limit=0.1,
+                     **FAST)
     assert [one.metric for one in result.metrics] == list(limits)
     assert [one.name for one in result.metrics] == list(limits)
     assert result.all() == result.metrics
     for one in result.metrics:
         alone = compare(digits.reference, digits.candidate, data=data, metric=one.metric,
-                        max_drop=limits[one.metric], **FAST)
+                        max_drop=limits[one.metric], qat_limit=0.1, **FAST)
         _same(one, alone)
     severity = {"ship": 0, "inconclusive": 1, "try-qat": 2, "stay-fp16": 3}
     worst = max(severity[str(one.verdict)] for one in result.metrics)
@@ -362,11 +363,12 @@ def test_several_metrics_with_a_metric_option(digits):
 def test_several_regression_metrics_each_equal_their_single_metric_compare(diabetes):
     limits = {"mae": 0.05, "rmse": 0.05, "r2": 0.02}
     result = compare(diabetes.reference, diabetes.candidate, data=diabetes.data, metrics=limits,
-                     **FAST)
+                     qat_limit=0.15, **FAST)
     assert [one.metric for one in result.metrics] == list(limits)
     for one in result.metrics:
         _same(one, compare(diabetes.reference, diabetes.candidate, data=diabetes.data,
-                           metric=one.metric, max_drop=limits[one.metric], **FAST))
+                           metric=one.metric, max_drop=limits[one.metric], qat_limit=0.15,
+                           **FAST))
     by_name = {one.metric: one for one in result.metrics}
     assert by_name["rmse"].candidate_score == pytest.approx(
         root_mean_squared_error(diabetes.y, diabetes.candidate_predictions), abs=TOL)

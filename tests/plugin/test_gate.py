@@ -18,6 +18,7 @@ def test_int8(quant_compare):
 def test_int2(quant_compare):
     quant_compare("models/fp32.onnx", "models/int2.onnx")
 """
+WIDE = "-Wignore::pytest_quantguard.QuantGuardWarning"  # a deliberately wide limit warns
 JUNIT_FIELDS = ["metric", "reference_score", "candidate_score", "drop", "ci_low", "ci_high",
                 "confidence", "method", "n", "max_drop", "gate", "verdict"]
 
@@ -110,7 +111,8 @@ def test_other(quant_compare):
     result.assert_outcomes(passed=1, errors=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([
-        "*@quant_tolerance: unknown key(s) max_dorp; the allowed keys are max_drop, qat_limit, "
+        "*@quant_tolerance: unknown key(s) max_dorp (did you mean 'max_drop'?); the allowed keys "
+        "are max_drop, qat_limit, "
         "metric, relative, confidence, gate, output*",
         "*@quant_tolerance(max_drop=...): must be a number, got 'one percent'*",
     ])
@@ -124,7 +126,7 @@ def test_marker_is_registered_with_its_signature_under_strict_markers(pytester, 
     markers.stdout.fnmatch_lines(["@pytest.mark.quant_tolerance(max_drop=0.01, qat_limit=0.03, "
                                   "metric=None, relative=None, confidence=0.95, gate='upper', "
                                   "output=None, max_error_increase=None, metrics=None, "
-                                  "slice_max_drop=None): *"])
+                                  "slice_max_drop=None, min_reference=None): *"])
 
 
 def test_both_marker_spellings_are_the_same_object():
@@ -185,9 +187,10 @@ def test_call(quant_compare):
     quant_compare("models/fp32.onnx", "models/int2.onnx", max_drop=0.05)
 """)
     # ini 0.2 ships int2 (U = 0.108); the call keyword 0.05 beats the marker's 0.2
-    pytester.runpytest("-k", "ini_or_cli or call").assert_outcomes(passed=1, failed=1)
+    # (a limit of 20 points on accuracy warns: it is meant here)
+    pytester.runpytest("-k", "ini_or_cli or call", WIDE).assert_outcomes(passed=1, failed=1)
     # CLI 0.05 beats the ini; the marker's 0.2 beats the CLI
-    result = pytester.runpytest("--quant-max-drop", "0.05")
+    result = pytester.runpytest("--quant-max-drop", "0.05", WIDE)
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["FAILED test_prec.py::test_ini_or_cli - *try-qat*",
                                  "FAILED test_prec.py::test_call - *try-qat*"])
@@ -283,7 +286,7 @@ def test_merged(quant_compare):
 def test_closest_wins(quant_compare):
     quant_compare("models/fp32.onnx", "models/int2.onnx", confidence=0.99)
 """)
-    result = pytester.runpytest("-v")
+    result = pytester.runpytest("-v", WIDE)
     result.assert_outcomes(passed=1, failed=1)
     # module qat_limit 0.5 + function max_drop 0.05: try-qat (not stay-fp16), at the call's 99%
     result.stdout.fnmatch_lines(["*quantguard verdict: try-qat*", "*99% interval*"])

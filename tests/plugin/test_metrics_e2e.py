@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 FAST = ["--quant-bootstrap", "2000"]  # where the interval's detail is not the point
+WIDE = "-Wignore::pytest_quantguard.QuantGuardWarning"  # a deliberately wide limit warns
 HEAD = """
 import numpy as np
 import pytest
@@ -288,7 +289,7 @@ def test_custom_metric_from_the_conftest_hook_is_usable_by_name(pytester, exampl
     pytester.makeconftest(CUSTOM_CONFTEST)
     pytester.makepyfile(test_custom=CUSTOM_TESTS)
     result = pytester.runpytest("--quant-data", "prod_val", "--junitxml=report.xml", *FAST,
-                                *plugin_args)
+                                WIDE, *plugin_args)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.no_fnmatch_line("*unknown metric*")
     result.stdout.fnmatch_lines([
@@ -395,7 +396,7 @@ def sliced(example):
 
 def test_slice_report_is_report_only_unless_slice_max_drop(pytester, sliced, plugin_args):
     pytester.makepyfile(test_sliced_gates=SLICES)
-    result = pytester.runpytest(*FAST, *plugin_args)
+    result = pytester.runpytest(*FAST, WIDE, *plugin_args)
     result.assert_outcomes(passed=2, failed=3)
     result.stdout.no_fnmatch_line("*Traceback*")
     assert failed_tests(result) == {"test_slice_limit_gates_every_slice", "test_slice_limit_names_the_slice",
