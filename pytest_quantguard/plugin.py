@@ -54,8 +54,12 @@ class QuantGuardState:
         return self._reference_cache
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Gather comparisons from test reports: locally, or on the xdist controller."""
+        """Gather comparisons from test reports: locally, or on the xdist controller. An error in
+        teardown marks the test's comparisons failed (the call's report came first)."""
         if report.when != "call":
+            if report.when == "teardown" and report.failed:
+                self.records[:] = [{**record, "outcome": "failed"} if _made_by(record, report.nodeid)
+                                else record for record in self.records]
             return
         outcome = report.outcome
         if hasattr(report, "wasxfail"):  # an expected failure, or an unexpected pass
@@ -259,3 +263,8 @@ def _resolve_options(config: pytest.Config) -> settings.Options:
                                         ini_file=config.inipath)
     except QuantGuardError as error:
         raise pytest.UsageError(str(error)) from None
+
+
+def _made_by(record: dict, nodeid: str) -> bool:
+    """Whether a comparison record came from the test ``nodeid`` (named ones end ``::name``)."""
+    return record["id"] == nodeid or record["id"].startswith(nodeid + "::")

@@ -98,7 +98,8 @@ def summary(records: Iterable[Mapping[str, Any]], *, inconclusive: str = "fail",
             policy_satisfied: bool = True) -> dict[str, Any]:
     """Verdict counts; ``passed`` is False when any comparison failed (try-qat, stay-fp16), was
     inconclusive (unless inconclusive verdicts only warn), failed a check of the reference
-    (``details.reference_checks``), or the policy was not satisfied."""
+    (``details.reference_checks``), shipped in a test that failed otherwise, or the policy was not
+    satisfied."""
     records = list(records)
     verdicts = [record["verdict"] for record in records]
     failed = sum(Verdict(verdict).rejected for verdict in verdicts)
@@ -112,13 +113,30 @@ def summary(records: Iterable[Mapping[str, Any]], *, inconclusive: str = "fail",
             "inconclusive": verdicts.count("inconclusive"),
             "expected_failures": len(verdicts) - len(live),
             "passed": failing == 0 and checks == 0 and (open_ == 0 or inconclusive == "warn")
-            and policy_satisfied}
+            and policy_satisfied and not any(failed_otherwise(record, records) for record in records)}
 
 
 def failed_checks(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """A record's failed checks of the reference (docs/verdict.md, "Checks of the reference")."""
     return [check for check in (record.get("details") or {}).get("reference_checks", ())
             if not check.get("passed")]
+
+
+def failed_otherwise(record: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> bool:
+    """The comparison passed the gate but its test failed for another reason (a later error, a
+    second call without ``name=``, a policy violation): no comparison or check of that test failed."""
+    if record.get("outcome") != "failed" or record["verdict"] != "ship" or failed_checks(record):
+        return False
+    test = test_id(record)
+    return all(other["verdict"] == "ship" for other in records if test_id(other) == test)
+
+
+def test_id(record: Mapping[str, Any]) -> str:
+    """The pytest node id of the test that made the record (its id without ``::name``)."""
+    name, comparison_id = record.get("name"), record["id"]
+    if name and comparison_id.endswith(f"::{name}"):
+        return comparison_id[:-len(name) - 2]
+    return comparison_id
 
 
 def build_report(records: Iterable[Mapping[str, Any]], *, settings: Mapping[str, Any],

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_quantguard.formatting import size_text, time_text
-from pytest_quantguard.reports.json_report import failed_checks, summary
+from pytest_quantguard.reports.json_report import failed_checks, failed_otherwise, summary
 from pytest_quantguard.verdict import severity
 
 COLUMNS = ("verdict", "test", "metric", "reference", "candidate", "drop", "interval", "n", "size",
@@ -64,11 +64,12 @@ def _summary(records: Sequence[Mapping[str, Any]], inconclusive: str,
 
 def _table(records: Sequence[Mapping[str, Any]], inconclusive: str) -> list[str]:
     rows = [COLUMNS, tuple("---" for _ in COLUMNS)]
-    rows += [_row(record, inconclusive) for record in records]
+    rows += [_row(record, inconclusive, records) for record in records]
     return ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def _row(record: Mapping[str, Any], inconclusive: str) -> tuple[str, ...]:
+def _row(record: Mapping[str, Any], inconclusive: str,
+         records: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     fmt = unit_formatter(record)
     interval = record["interval"]
     data = record["data"]
@@ -79,9 +80,11 @@ def _row(record: Mapping[str, Any], inconclusive: str) -> tuple[str, ...]:
     if details.get("advisory"):
         n += f" (subset of {details['subset_of']:,})" if "subset_of" in details else " (subset)"
     return (
-        ("**FAIL**" if failed_checks(record) and record.get("outcome") != "xfailed" else
+        ("**FAIL**" if (failed_checks(record) and record.get("outcome") != "xfailed")
+         or failed_otherwise(record, records) else
          _marker(record['verdict'], inconclusive, record.get('outcome'))) + f" {record['verdict']}"
         + (" (reference check failed)" if failed_checks(record) else "")
+        + (" (test failed)" if failed_otherwise(record, records) else "")
         + (" (advisory)" if details.get("advisory") else "")
         + (" (expected failure: xfail)" if record.get("outcome") == "xfailed" else "")
         + (" (suspicious gain)" if details.get("suspicious_gain") else ""),

@@ -15,7 +15,7 @@ from pytest_quantguard import policy
 from pytest_quantguard._files import write_atomically
 from pytest_quantguard._version import __version__
 from pytest_quantguard.errors import QuantGuardError
-from pytest_quantguard.reports import terminal
+from pytest_quantguard.reports import json_report
 
 RED = {"red": True, "bold": True}
 REASON_CHARS = 200  # a failed test's reason, cut to this length in the summary's notes
@@ -72,10 +72,10 @@ def _failed_otherwise(config: pytest.Config, records) -> list[str]:
     for report in (*stats.get("failed", ()), *stats.get("error", ())):
         if isinstance(getattr(report, "nodeid", None), str):
             failing.setdefault(report.nodeid, report)
-    tests = {terminal.test_id(record) for record in records if record["verdict"] == "ship"}
-    tests -= {terminal.test_id(record) for record in records if record["verdict"] != "ship"}
-    called = {terminal.test_id(record) for record in records
-              if terminal.failed_otherwise(record, records)}
+    tests = {json_report.test_id(record) for record in records if record["verdict"] == "ship"}
+    tests -= {json_report.test_id(record) for record in records if record["verdict"] != "ship"}
+    called = {json_report.test_id(record) for record in records
+              if json_report.failed_otherwise(record, records)}
     lines = []
     for test in sorted(tests & (set(failing) | called)):
         report = failing.get(test)

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_quantguard.formatting import drop_text, human_bytes, size_text, time_text
+from pytest_quantguard.reports.json_report import failed_checks, failed_otherwise
 from pytest_quantguard.reports.markdown import unit_formatter
 
 __all__ = ["drop_text", "failed_otherwise", "human_bytes", "size_text", "summary_lines",
@@ -67,7 +68,8 @@ def summary_lines(records: Iterable[Mapping[str, Any]], width: int | None = None
 
     lines: list[Line] = [(render({name: name for name in columns}), {"bold": True})]
     for record, row in zip(records, rows, strict=True):
-        shown = "failed" if failed_otherwise(record, records) else record["verdict"]
+        failed = failed_otherwise(record, records) or failed_checks(record)
+        shown = "failed" if failed else record["verdict"]
         lines.append((render(row), VERDICT_MARKUP.get(shown, {"red": True})))
     legend = [CACHE_LEGEND] if "cache" in columns else []
     if dropped:
@@ -78,23 +80,6 @@ def summary_lines(records: Iterable[Mapping[str, Any]], width: int | None = None
     return lines
 
 
-def failed_otherwise(record: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> bool:
-    """The comparison passed the gate but its test failed for another reason (a later error, a
-    second call without ``name=``, a policy violation): no comparison of that test failed."""
-    if record.get("outcome") != "failed" or record["verdict"] != "ship":
-        return False
-    test = test_id(record)
-    return all(other["verdict"] == "ship" for other in records if test_id(other) == test)
-
-
-def test_id(record: Mapping[str, Any]) -> str:
-    """The pytest node id of the test that made the record (its id without ``::name``)."""
-    name, comparison_id = record.get("name"), record["id"]
-    if name and comparison_id.endswith(f"::{name}"):
-        return comparison_id[:-len(name) - 2]
-    return comparison_id
-
-
 def verdict_text(record: Mapping[str, Any], records: Sequence[Mapping[str, Any]] = ()) -> str:
     """The verdict and what qualifies it: advisory, xfail, suspicious gain, a test that failed."""
     details = record.get("details") or {}
@@ -102,6 +87,7 @@ def verdict_text(record: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
             + (" (advisory)" if details.get("advisory") else "")
             + (" (xfail)" if record.get("outcome") == "xfailed" else "")
             + (" (suspicious gain)" if details.get("suspicious_gain") else "")
+            + (" (reference check failed)" if failed_checks(record) else "")
             + (" (test failed)" if failed_otherwise(record, records or [record]) else ""))
 
 
