@@ -112,6 +112,10 @@ def _cause(truth: np.ndarray, outside: np.ndarray, space: ClassSpace) -> str:
         return ("Many label values against one output column: for a regression model set task = "
                 "\"regression\" (manifest, or ValidationSet(..., task=\"regression\")); for classes, "
                 "give one score per class.")
+    values = np.unique(truth[outside])
+    if len(values) == 1 and values[0] < 0:
+        return (f"The one value {values[0]} often marks samples of no class: if so, set "
+                f"ignore_label = {values[0]} in quantguard.toml to leave them out.")
     if outside.all():
         return ("No label is a class of these models: the wrong output may be chosen (output= "
                 "names the class-score output), or the labels belong to another model or encoding.")

@@ -113,7 +113,7 @@ def _read_manifest(file: Path) -> dict[str, Any]:
         raise QuantGuardError(f"{file}: not valid TOML ({error}); fix the syntax") from None
     unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
     if unknown:
-        close = {key: difflib.get_close_matches(key, MANIFEST_KEYS, n=1) for key in unknown}
+        close = {key: difflib.get_close_matches(key, MANIFEST_KEYS, n=1, cutoff=0.5) for key in unknown}
         hints = "".join(f" ({key}: did you mean {match[0]}?)" for key, match in close.items() if match)
         raise QuantGuardError(f"{file}: unknown key(s) {', '.join(unknown)}{hints}; the manifest keys "
                               f"are {', '.join(MANIFEST_KEYS)}")

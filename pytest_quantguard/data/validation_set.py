@@ -78,6 +78,7 @@ class ValidationSet:
             named = {name: array[keep] for name, array in named.items()}
             labels, groups, slices = (None if array is None else array[keep]
                                       for array in (labels, groups, slices))
+            n -= ignored
         arrays = list(named.items())
         for name, array in (("labels", labels), ("groups", groups), ("slices", slices)):
             if array is not None:
