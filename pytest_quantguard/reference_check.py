@@ -186,6 +186,7 @@ def kappa_check(predicted: np.ndarray, truth: np.ndarray, confidence: float) -> 
     lower = kappa - NormalDist().inv_cdf(confidence) * _kappa_se(table, rows, columns, kappa,
                                                                  expected, n)
     passed = lower > 0.0
+    notes = notes if passed else ()  # a failure says more than the note
     message = "" if passed else (
         f"the reference is not demonstrably better than chance on these labels: Cohen's κ = "
         f"{kappa:.3f} (one-sided {confidence:.0%} lower bound {lower:.3f} ≤ 0; accuracy "
