@@ -54,6 +54,9 @@ def check_label_header(shape: tuple[int, ...], dtype: np.dtype, n: int, where: s
     """What the labels' shape and dtype alone tell (a .npy header is enough): one row per sample,
     1-D (or (n, 1)), or (n, seq_len) integers for a language model."""
     if dtype.kind in "SUT":
+        if task in ("regression", LANGUAGE_MODEL):
+            raise QuantGuardError(f"{where}: the labels are text ({dtype}); {fix} numbers (the "
+                                  f"{task} targets)")
         raise QuantGuardError(f"{where}: the labels are text ({dtype}); {fix} class indices "
                               "0..K-1 instead (e.g. names, y = np.unique(text, return_inverse=True)) "
                               "and list the names in order as class_names = [...] in quantguard.toml")
