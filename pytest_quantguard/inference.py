@@ -5,7 +5,6 @@ taken from the cache when they are there (docs/models.md, "Reference-output cach
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +13,16 @@ import numpy as np
 
 from pytest_quantguard.cache import ReferenceCache
 from pytest_quantguard.data import ValidationSet
-from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
+from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.metrics import Metric
+from pytest_quantguard.metrics.classification import predicted_records
+from pytest_quantguard.reference_check import (
+    ClassSpace,
+    ReferenceCheck,
+    check_label_space,
+    check_reference,
+    class_space,
+)
 from pytest_quantguard.runners import Runner
 from pytest_quantguard.runners.selection import choose_output
 from pytest_quantguard.stats import derive_rng
@@ -32,13 +39,18 @@ class Records:
 
 @dataclass(frozen=True)
 class Inferred:
-    """What the pass produced: every metric's records, the labels, and how it ran."""
+    """What the pass produced: every metric's records, the labels, and how it ran; the reference's
+    per-sample summary (its predicted class or regression values: what the chance check reads) and
+    how many samples the set left out for the ignore label."""
 
     records: dict[str, Records]  # by metric key
     labels: np.ndarray | None
     seconds: dict[str, float]  # inference seconds: reference, candidate
     cache: dict[str, str]  # by metric key: hit, miss, off
     reference_ran: bool
+    reference_summary: np.ndarray | None = None
+    task: str | None = None
+    ignored_labels: int = 0
 
     def runtime(self, metric_key: str, n: int) -> dict[str, Any]:
         """The comparison's ``runtime`` figures for one metric: seconds, milliseconds per sample
@@ -50,25 +62,44 @@ class Inferred:
                 "speedup": (reference / candidate) if reference and candidate else None,
                 "cache": self.cache[metric_key], "reference_ran": self.reference_ran}
 
+    def reference_check(self, confidence: float) -> ReferenceCheck | None:
+        """Is the reference demonstrably better than chance on these labels (docs/intervals.md,
+        "A reference at chance")? None where the check does not apply."""
+        return check_reference(self.reference_summary, self.labels, self.task or "", confidence)
+
+
+# The tasks whose reference is summarised per sample for the chance check.
+SUMMARISED = ("classification", "regression")
+
 
 def infer(dataset: ValidationSet, metrics: list[Metric], reference: Runner, candidate: Runner,
           output: str | int | None, batch_size: int, cache: ReferenceCache,
           progress: Callable[[int, int], None] | None = None) -> Inferred:
     """Stream the set once through both models (the reference only when every metric's records
-    are cached and none is paired); keep only each metric's per-sample records."""
-    keys = {metric.key: cache.key(reference.sha256, {
-        "data": dataset.digest, "metric": metric.key, "output": output, "batch_size": batch_size,
-        "runner": getattr(reference, "settings", None)}) for metric in metrics}
+    and its summary are cached and no metric is paired); keep only each metric's per-sample
+    records and the reference's summary."""
+    parts_of_key = {"data": dataset.digest, "output": output, "batch_size": batch_size,
+                    "runner": getattr(reference, "settings", None)}
+    keys = {metric.key: cache.key(reference.sha256, {**parts_of_key, "metric": metric.key})
+            for metric in metrics}
     cached, status = {}, {}
     for metric in metrics:
         records, status[metric.key] = (None, "off") if metric.paired else cache.get(
             keys[metric.key], dataset.n)
         if records is not None:
             cached[metric.key] = records
-    run_reference = len(cached) < len(metrics)
+    task = judged_task(dataset, metrics)
+    summarised = task in SUMMARISED
+    summary_key = cache.key(reference.sha256, {**parts_of_key, "metric": "reference-summary"})
+    summary = cache.get(summary_key, dataset.n)[0] if summarised else None
+    run_reference = len(cached) < len(metrics) or (summarised and summary is None)
     roles = [("reference", reference), ("candidate", candidate)] if run_reference else [
         ("candidate", candidate)]
-    parts, labels, seconds = _stream(dataset, metrics, roles, output, batch_size, progress)
+    parts, labels, seconds, streamed = _stream(dataset, metrics, roles, output, batch_size,
+                                               progress, task)
+    if summarised and summary is None and streamed is not None:
+        summary = streamed
+        cache.put(summary_key, summary)
     records = {}
     for metric in metrics:
         part = parts[metric.key]
@@ -78,18 +109,33 @@ def infer(dataset: ValidationSet, metrics: list[Metric], reference: Runner, cand
             cache.put(keys[metric.key], reference_records)
         records[metric.key] = Records(reference_records, np.concatenate(part["candidate"]),
                                       np.concatenate(part["paired"]) if part["paired"] else None)
-    return Inferred(records, labels, seconds, status, run_reference)
+    return Inferred(records, labels, seconds, status, run_reference, summary, task,
+                    getattr(dataset, "ignored_labels", 0))
+
+
+def judged_task(dataset: ValidationSet, metrics: list[Metric]) -> str | None:
+    """The task the labels are checked as (None: not checked): the set's, unless no metric scores
+    it that way (e.g. ``metric="rmse"`` on a set that defaulted to classification, or only
+    label-free metrics)."""
+    if not dataset.has_labels:
+        return None
+    tasks = {metric.task for metric in metrics}
+    if dataset.task in tasks:
+        return dataset.task
+    return "regression" if dataset.task == "classification" and "regression" in tasks else None
 
 
 def _stream(dataset: ValidationSet, metrics: list[Metric], roles: list[tuple[str, Runner]],
             output: str | int | None, batch_size: int,
-            progress: Callable[[int, int], None] | None):
-    """The batch loop: run each model, reduce each metric's records, time the models."""
+            progress: Callable[[int, int], None] | None, task: str | None):
+    """The batch loop: run each model, reduce each metric's records, time the models; note the
+    classes each model's output can name and summarise the reference per sample."""
     parts: dict[str, dict[str, list[np.ndarray]]] = {
         metric.key: {"reference": [], "candidate": [], "paired": []} for metric in metrics}
     labels: list[np.ndarray] = []
     seconds = {"reference": 0.0, "candidate": 0.0}
-    widths: dict[str, int] = {}  # class-score columns of each model's prediction output
+    space: ClassSpace | None = None  # the classes both models' prediction outputs can name
+    summaries: list[np.ndarray] | None = [] if task in SUMMARISED else None
     for batch in dataset.batches(batch_size):
         predictions = {}
         for role, runner in roles:
@@ -97,8 +143,15 @@ def _stream(dataset: ValidationSet, metrics: list[Metric], roles: list[tuple[str
             outputs = runner(batch.inputs)
             seconds[role] += time.perf_counter() - start
             predictions[role] = _prediction(outputs, output, runner, role, len(batch), batch)
-            if predictions[role].ndim == 2 and predictions[role].shape[1] > 1:
-                widths[role] = predictions[role].shape[1]
+            if task == "classification":
+                found = class_space(predictions[role])
+                space = found if space is None else space.merge(found)
+        if summaries is not None and "reference" in predictions:
+            summarised = _summarise(predictions["reference"], task)
+            if summarised is None:
+                summaries = None
+            else:
+                summaries.append(summarised)
         for metric in metrics:
             for role in predictions:
                 parts[metric.key][role].append(
@@ -111,24 +164,24 @@ def _stream(dataset: ValidationSet, metrics: list[Metric], roles: list[tuple[str
         if progress is not None:
             progress(int(batch.ids[-1]) + 1, dataset.n)
     all_labels = np.concatenate(labels) if labels else None
-    _warn_on_label_range(all_labels, widths, dataset)
-    return parts, all_labels, seconds
+    if task == "classification":
+        check_label_space(all_labels, space, dataset.description)
+    summary = np.concatenate(summaries) if summaries else None
+    return parts, all_labels, seconds, summary
 
 
-def _warn_on_label_range(labels: np.ndarray | None, widths: dict[str, int],
-                         dataset: ValidationSet) -> None:
-    """Labels the models cannot predict (outside 0..K-1 for K class-score columns) are scored
-    wrong for both models: almost always a label-encoding mistake, so say so."""
-    if labels is None or labels.ndim != 1 or not widths or not np.issubdtype(labels.dtype,
-                                                                             np.number):
-        return
-    classes = min(widths.values())
-    outside = int(np.count_nonzero((labels < 0) | (labels >= classes)))
-    if outside:
-        warnings.warn(QuantGuardWarning(
-            f"{dataset.description}: {outside} of {len(labels)} labels lie outside the models' "
-            f"{classes} output classes (0..{classes - 1}); both models score them wrong. Check the "
-            "label encoding (e.g. 1-based labels) and the chosen output"), stacklevel=5)
+def _summarise(prediction: np.ndarray, task: str) -> np.ndarray | None:
+    """One batch of the reference's summary: its predicted class (a one-column score kept raw,
+    thresholded over the whole set) or its regression values; None when the output cannot be
+    summarised (the chance check then does not apply)."""
+    if task == "regression":
+        if not np.issubdtype(prediction.dtype, np.number) or prediction.ndim > 2:
+            return None
+        return np.asarray(prediction, np.float64).reshape(len(prediction), -1)
+    try:
+        return predicted_records("reference", prediction)
+    except QuantGuardError:
+        return None
 
 
 def _prediction(outputs: dict[str, np.ndarray], output: str | int | None, runner: Runner,

@@ -1,4 +1,4 @@
-"""Run-wide knobs of the pipe: --quant-max-samples subsets, label-range warnings, quant_model."""
+"""Run-wide knobs of the pipe: --quant-max-samples subsets, label-range errors, quant_model."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from conftest import MODELS, PROD_VAL
 from pytest_quantguard import QuantGuardWarning, ValidationSet
 from pytest_quantguard.comparison import run, stratified_subset
+from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.settings import Execution, Tolerance
 
 FP32, INT2 = (str(MODELS / f"{name}.onnx") for name in ("fp32", "int2"))
@@ -39,12 +40,13 @@ def test_max_samples_runs_an_advisory_subset():
     assert full.n == 899 and "advisory" not in full.details
 
 
-def test_labels_outside_the_models_classes_warn():
+def test_labels_outside_the_models_classes_are_an_error():
     scores = np.eye(3)[np.arange(60) % 3] + np.arange(60)[:, None] * 1e-3  # distinct rows
     labels = np.arange(60) % 3
-    labels[:4] = 3  # a class the 3-column models cannot predict (e.g. 1-based labels)
-    with pytest.warns(QuantGuardWarning, match="4 of 60 labels lie outside the models' 3 output "
-                                               r"classes \(0..2\)"):
+    labels[:4] = 3  # a class the 3-column models cannot predict
+    with pytest.raises(QuantGuardError, match=r"4 of 60 labels are classes the models cannot "
+                                              r"produce \(3\): the models give 3 class scores "
+                                              r"\(classes 0..2\)"):
         call(lambda x: x, lambda x: x, (scores, labels))
 
 

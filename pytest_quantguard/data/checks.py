@@ -7,11 +7,12 @@ model data). Some checks read only an array's shape and dtype (a ``.npy`` header
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 from pytest_quantguard.vocabulary import TASKS
 
 LANGUAGE_MODEL = "language-model"
@@ -19,7 +20,7 @@ LANGUAGE_MODEL = "language-model"
 IGNORE_INDEX = -100
 
 __all__ = ["IGNORE_INDEX", "LANGUAGE_MODEL", "check_groups", "check_label_header", "check_labels",
-           "check_slices", "check_token_shapes", "resolve_task"]
+           "check_slices", "check_token_shapes", "resolve_task", "warn_unused_arrays"]
 
 
 def resolve_task(task: str | None, has_labels: bool, where: str) -> str:
@@ -52,6 +53,13 @@ def check_label_header(shape: tuple[int, ...], dtype: np.dtype, n: int, where: s
                        task: str | None, fix: str = "save") -> None:
     """What the labels' shape and dtype alone tell (a .npy header is enough): one row per sample,
     1-D (or (n, 1)), or (n, seq_len) integers for a language model."""
+    if dtype.kind in "SUT":
+        if task in ("regression", LANGUAGE_MODEL):
+            raise QuantGuardError(f"{where}: the labels are text ({dtype}); {fix} numbers (the "
+                                  f"{task} targets)")
+        raise QuantGuardError(f"{where}: the labels are text ({dtype}); {fix} class indices "
+                              "0..K-1 instead (e.g. names, y = np.unique(text, return_inverse=True)) "
+                              "and list the names in order as class_names = [...] in quantguard.toml")
     if task == LANGUAGE_MODEL:
         if len(shape) != 2:
             raise QuantGuardError(f"{where}: language-model labels are per-token targets of shape "
@@ -131,3 +139,34 @@ def check_slices(slices: np.ndarray, n: int, where: str) -> np.ndarray:
         raise QuantGuardError(f"{where}: slice labels of dtype {slices.dtype}; give strings (e.g. "
                               '"camera=night") or integers')
     return slices
+
+
+def warn_unused_arrays(arrays: Mapping[str, tuple[tuple[int, ...], np.dtype]], used: Sequence[str],
+                       inputs: Sequence[str], n: int, has_labels: bool, where: str,
+                       manifest_file: str) -> None:
+    """Arrays of the data that nothing reads (not an input, the labels, groups or slices) are
+    probably data the user meant to use: say which, and the manifest line that would use each; a
+    label-free set holding one integer per sample hears that it looks like labels (docs/data.md,
+    "Arrays nothing uses")."""
+    unused = [name for name in arrays if name not in used]
+    if not unused:
+        return
+    lines = []
+    for name in unused:
+        shape, dtype = arrays[name]
+        per_sample = tuple(shape) == (n,)
+        if per_sample and not has_labels and (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
+            lines.append(f"{name!r} looks like labels (one integer per sample) but the set has none, "
+                         f"so only label-free metrics (agreement) can run: add labels = \"{name}\" "
+                         f"to {manifest_file}")
+        elif per_sample and (dtype.kind in "SUTb" or np.issubdtype(dtype, np.integer)):
+            lines.append(f"{name!r} (one {dtype} per sample) is not used: to break results down by "
+                         f'it add slices = "{name}" to {manifest_file} (or groups = "{name}" when '
+                         "it names each sample's group)")
+        else:
+            listed = ", ".join(f'"{each}"' for each in [*inputs, name])
+            lines.append(f"{name!r} (shape {list(shape)}, {dtype}) is not used: to feed it to the "
+                         f"model add it to {manifest_file}: inputs = [{listed}]")
+    warnings.warn(QuantGuardWarning(f"{where}: {len(unused)} array(s) nothing uses (not an input, "
+                                    "the labels, groups or slices): " + "; ".join(lines)),
+                  stacklevel=2)

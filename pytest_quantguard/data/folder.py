@@ -9,6 +9,7 @@ it returns is what ``ValidationSet.from_folder`` builds a set of.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +31,9 @@ __all__ = ["MANIFEST_NAME", "Folder", "read_folder"]
 
 # Every manifest key (docs/data.md: manifest keys); anything else is an error naming the file.
 MANIFEST_KEYS = ("task", "inputs", "labels", "groups", "slices", "class_names", "output",
-                 "label_column", "pooling", "preprocess")
+                 "label_column", "pooling", "preprocess", "ignore_label")
+# Where a folder's path came from when the caller does not say (the plugin's option and ini key).
+GIVEN_BY = "--quant-data DIR, or quant_data in the ini file"
 FORMATS = {"npz": ".npz shards", "npy": ".npy arrays", "csv": "CSV tables",
            "images": "image class folders"}
 
@@ -60,20 +63,22 @@ class Folder:
             if labels is None or not len(labels):
                 continue
             bad = ~np.isin(labels, np.arange(len(class_names)))
+            if "ignore_label" in self.manifest:
+                bad &= labels != self.manifest["ignore_label"]
             if bad.any():
                 raise QuantGuardError(f"{origin}: label {labels[bad][0].item()!r} is not a class index "
                                       f"for the {len(class_names)} class_names of {self.manifest_file}; "
                                       f"labels must be 0..{len(class_names) - 1}")
 
 
-def read_folder(path: Path) -> Folder:
-    """Read the manifest, find the one data format, load and check it, digest what was read."""
+def read_folder(path: Path, given_by: str = GIVEN_BY) -> Folder:
+    """Read the manifest, find the one data format, load and check it, digest what was read.
+    ``given_by`` names where the path came from (``data=``, the option), for the not-found fix."""
     path = Path(path)
     if not path.exists():
         raise QuantGuardError(f"validation data folder not found: {path}. Pass an existing folder "
                               "of validation data (.npz shards, inputs.npy + labels.npy, .csv tables "
-                              "or image class folders) with --quant-data DIR, or quant_data in the "
-                              "ini file")
+                              f"or image class folders) with {given_by}")
     folder, single = (path.parent, path) if path.is_file() else (path, None)
     manifest_file = folder / MANIFEST_NAME
     manifest = _read_manifest(manifest_file)
@@ -93,6 +98,7 @@ def read_folder(path: Path) -> Folder:
     if preprocess is not None:
         preprocess = preprocess.bind(loaded.input_names, loaded.sample_shapes, manifest_file)
     task = resolve_task(manifest.get("task"), loaded.has_labels, str(manifest_file))
+    _check_ignore_label(manifest, task, loaded.has_labels, manifest_file)
     class_names = loaded.class_names or manifest.get("class_names")
     return Folder(path, manifest_file, manifest, replace(loaded, class_names=class_names), task,
                   digest.finish(manifest), preprocess)
@@ -107,8 +113,10 @@ def _read_manifest(file: Path) -> dict[str, Any]:
         raise QuantGuardError(f"{file}: not valid TOML ({error}); fix the syntax") from None
     unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
     if unknown:
-        raise QuantGuardError(f"{file}: unknown key(s) {', '.join(unknown)}; the manifest keys are "
-                              f"{', '.join(MANIFEST_KEYS)}")
+        close = {key: difflib.get_close_matches(key, MANIFEST_KEYS, n=1, cutoff=0.5) for key in unknown}
+        hints = "".join(f" ({key}: did you mean {match[0]}?)" for key, match in close.items() if match)
+        raise QuantGuardError(f"{file}: unknown key(s) {', '.join(unknown)}{hints}; the manifest keys "
+                              f"are {', '.join(MANIFEST_KEYS)}")
     if "task" in manifest and manifest["task"] not in TASKS:
         raise QuantGuardError(f"{file}: task = {manifest['task']!r} is unknown; use one of "
                               f"{', '.join(TASKS)}")
@@ -137,6 +145,21 @@ def _read_manifest(file: Path) -> dict[str, Any]:
     if "label_column" in manifest and not isinstance(manifest["label_column"], str):
         raise QuantGuardError(f'{file}: label_column must be a column name, e.g. label_column = "y"')
     return manifest
+
+
+def _check_ignore_label(manifest: dict[str, Any], task: str, has_labels: bool, file: Path) -> None:
+    """``ignore_label``: one integer, the class label of samples that belong to no class (open-set
+    data), left out before scoring (docs/data.md, "Ignored labels")."""
+    if "ignore_label" not in manifest:
+        return
+    value = manifest["ignore_label"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise QuantGuardError(f"{file}: ignore_label must be one integer class label (e.g. "
+                              f"ignore_label = -1), got {value!r}")
+    if not has_labels or task != "classification":
+        raise QuantGuardError(f"{file}: ignore_label leaves out samples by their class label, but "
+                              f"this is a {task} set{'' if has_labels else ' without labels'}; "
+                              "remove it")
 
 
 def _single_file(file: Path) -> tuple[str, list[Path]]:

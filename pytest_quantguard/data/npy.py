@@ -22,6 +22,7 @@ from pytest_quantguard.data.checks import (
     check_labels,
     check_slices,
     check_token_shapes,
+    warn_unused_arrays,
 )
 from pytest_quantguard.data.source import (
     DEFAULT_INPUT_NAME,
@@ -126,6 +127,7 @@ def load_npy(folder: Path, manifest: dict[str, Any], digest: FileDigest) -> Load
     read = [*inputs.values(), *(a for a in (labels, groups, slices) if a is not None)]
     for file in dict.fromkeys(array.file for array in read):
         digest.add_file(file)
+    _warn_unused(present, read, input_names, n, labels is not None, folder)
 
     def load(with_inputs: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         arrays = {name: array.open() for name, array in inputs.items()} if with_inputs else {}
@@ -151,6 +153,24 @@ def load_npy(folder: Path, manifest: dict[str, Any], digest: FileDigest) -> Load
     return Loaded(parts=[part], input_names=input_names, has_labels=labels is not None,
                   sample_shapes={name: array.shape[1:] for name, array in inputs.items()},
                   label_origins=None if labels is None else [str(labels.file)])
+
+
+def _warn_unused(present: list[Path], read: list[NpyArray], input_names: list[str], n: int,
+                 has_labels: bool, folder: Path) -> None:
+    """The folder's other .npy files: arrays the user probably meant to use (headers only)."""
+    used = {array.file for array in read}
+    headers = {}
+    for file in present:
+        if file in used:
+            continue
+        try:
+            with file.open("rb") as handle:
+                shape, _, dtype = read_npy_header(handle)
+        except (ValueError, OSError, EOFError):
+            continue  # not an array the set could use anyway
+        headers[file.stem] = (shape, dtype)
+    warn_unused_arrays(headers, [], input_names, n, has_labels, str(folder),
+                       str(folder / MANIFEST_NAME))
 
 
 def _named_file(folder: Path, name: str, key: str, manifest: dict[str, Any],

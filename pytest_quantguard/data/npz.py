@@ -20,6 +20,7 @@ from pytest_quantguard.data.checks import (
     check_labels,
     check_slices,
     check_token_shapes,
+    warn_unused_arrays,
 )
 from pytest_quantguard.data.npy import read_npy_header
 from pytest_quantguard.data.source import (
@@ -47,6 +48,9 @@ def load_npz(folder: Path, files: list[Path], manifest: dict[str, Any], digest: 
               for file in files]
     _check_consistent(shards)
     has_labels = shards[0]["has_labels"]
+    used = [*input_names, *([label_name] if has_labels else []), group_name, slice_name]
+    warn_unused_arrays(shards[0]["headers"], [name for name in used if name], input_names,
+                       shards[0]["n"], has_labels, str(files[0]), str(folder / MANIFEST_NAME))
     parts = []
     for shard in shards:
         file, n = shard["file"], shard["n"]
@@ -98,7 +102,7 @@ def _inspect_npz(file: Path, input_names: list[str], label_name: str, labels_req
         _check_per_sample_header(file, headers, slice_name, n, "slices", "slice", "label")
         slice_kind = "text" if headers[slice_name][1].kind in "SUT" else "number"
     return {"file": file, "n": n, "has_labels": has_labels, "label_shape": label_sample_shape,
-            "slice_kind": slice_kind,
+            "slice_kind": slice_kind, "headers": headers,
             "inputs": {name: (headers[name][0][1:], headers[name][1]) for name in input_names}}
 
 

@@ -59,7 +59,8 @@ class ValidationSet:
 
     def __init__(self, inputs: np.ndarray | Mapping[str, np.ndarray], labels: np.ndarray | None = None,
                  groups: np.ndarray | None = None, task: str | None = None, *,
-                 slices: np.ndarray | Sequence[str | int] | None = None):
+                 slices: np.ndarray | Sequence[str | int] | None = None,
+                 ignore_label: int | None = None):
         named = _named_inputs(inputs, "ValidationSet(inputs=...)")
         n = _common_length(named, "ValidationSet(inputs=...)")
         task = resolve_task(task, labels is not None, "ValidationSet(task=...)")
@@ -72,6 +73,12 @@ class ValidationSet:
             groups = check_groups(np.asarray(groups), n, "ValidationSet(groups=...)")
         if slices is not None:
             slices = check_slices(np.asarray(slices), n, "ValidationSet(slices=...)")
+        keep, ignored = _kept(labels, ignore_label, task, "ValidationSet(ignore_label=...)")
+        if ignored:
+            named = {name: array[keep] for name, array in named.items()}
+            labels, groups, slices = (None if array is None else array[keep]
+                                      for array in (labels, groups, slices))
+            n -= ignored
         arrays = list(named.items())
         for name, array in (("labels", labels), ("groups", groups), ("slices", slices)):
             if array is not None:
@@ -82,6 +89,7 @@ class ValidationSet:
         self._init(Loaded(parts=[part], input_names=list(named), has_labels=labels is not None,
                           sample_shapes={name: array.shape[1:] for name, array in named.items()}),
                    task=task, digest=_arrays_digest(arrays), path=None, manifest={})
+        self.ignored_labels = ignored
 
     def _init(self, loaded: Loaded, *, task: str, digest: str, path: Path | None,
               manifest: dict[str, Any], preprocess: Preprocess | None = None) -> None:
@@ -102,6 +110,8 @@ class ValidationSet:
         # class index -> name (manifest class_names, or the class folders of an image folder)
         self.class_names: list[str] | None = loaded.class_names
         self._duplicates: int | None = None
+        # samples left out because their label is the ignore label (docs/data.md, "Ignored labels")
+        self.ignored_labels = 0
         groups = self.groups
         self.n_groups: int | None = None if groups is None else len(np.unique(groups))
         # read (and so checked) now: a bad slice array fails the load, not a later report
@@ -109,17 +119,30 @@ class ValidationSet:
         self.n_slices: int | None = None if slices is None else len(np.unique(slices))
 
     @classmethod
-    def from_folder(cls, path: str | os.PathLike[str]) -> ValidationSet:
+    def from_folder(cls, path: str | os.PathLike[str], *, given_by: str | None = None) -> ValidationSet:
         """The set in a folder (or one .npz or .csv file): read, checked and digested now, its
-        samples loaded part by part when batches are asked for."""
+        samples loaded part by part when batches are asked for. ``given_by`` says where the path
+        came from (e.g. "data="), for the fix a missing folder's error suggests.
+
+        With the manifest's ``ignore_label``, the samples holding it are left out here, before any
+        model runs: the set is then the rest, in memory, under the folder's digest (the files and
+        the manifest decide exactly which samples are scored)."""
         from pytest_quantguard.data.folder import read_folder
 
-        folder = read_folder(Path(path))
+        folder = read_folder(Path(path)) if given_by is None else read_folder(Path(path), given_by)
         self = cls.__new__(cls)
         self._init(folder.loaded, task=folder.task, digest=folder.digest, path=folder.path,
                    manifest=folder.manifest, preprocess=folder.preprocess)
         folder.check_label_range()
-        return self
+        if "ignore_label" not in folder.manifest:
+            return self
+        keep, ignored = _kept(self.labels, folder.manifest["ignore_label"], self.task,
+                              f"{folder.manifest_file} (ignore_label)")
+        if not ignored:
+            return self
+        kept = self.subset(np.flatnonzero(keep))
+        kept.digest, kept.ignored_labels = self.digest, ignored
+        return kept
 
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "in-memory"
@@ -235,6 +258,7 @@ class ValidationSet:
         # still come from the same folder (reports and messages name it; the digest is the subset's)
         subset.manifest = dict(self.manifest)
         subset.path = self.path
+        subset.ignored_labels = self.ignored_labels
         return subset
 
 
@@ -252,7 +276,7 @@ def as_validation_set(data: Any, *, base_dir: Path | None = None) -> ValidationS
         path = Path(data)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        return ValidationSet.from_folder(path)
+        return ValidationSet.from_folder(path, given_by="data=")
     if isinstance(data, tuple):
         if len(data) != 2:
             raise QuantGuardError(f"data=(inputs, labels) must have two items, got {len(data)}")
@@ -261,6 +285,26 @@ def as_validation_set(data: Any, *, base_dir: Path | None = None) -> ValidationS
         return ValidationSet(data)
     raise QuantGuardError(f"data= must be a folder path, a ValidationSet, (inputs, labels) or an "
                           f"array; got {type(data).__name__}")
+
+
+def _kept(labels: np.ndarray | None, ignore_label: int | None, task: str,
+          where: str) -> tuple[np.ndarray | None, int]:
+    """(which samples to keep, how many are left out): samples whose class label is the ignore
+    label belong to no class the models know (open-set data) and are not scored."""
+    if ignore_label is None:
+        return None, 0
+    if isinstance(ignore_label, bool) or not isinstance(ignore_label, (int, np.integer)):
+        raise QuantGuardError(f"{where}: the ignore label must be one integer class label (e.g. "
+                              f"-1), got {ignore_label!r}")
+    if labels is None or task != "classification":
+        raise QuantGuardError(f"{where}: an ignore label leaves out samples by their class label, "
+                              f"but this is a {task} set{'' if labels is not None else ' without labels'}")
+    keep = labels != ignore_label
+    ignored = int(len(labels) - np.count_nonzero(keep))
+    if ignored == len(labels):
+        raise QuantGuardError(f"{where}: every one of the {ignored} labels is the ignore label "
+                              f"{ignore_label}; no sample is left to score")
+    return keep, ignored
 
 
 def _named_inputs(inputs: Any, where: str) -> dict[str, np.ndarray]:

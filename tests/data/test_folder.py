@@ -124,7 +124,8 @@ def test_pickled_object_array_is_refused_and_never_unpickled(tmp_path):
      r"table\.csv: no label column 'label' \(the default\); the columns are 'a', 'b'"),
     (lambda d: (d.mkdir(), np.savez(d / "a.npz", inputs=np.zeros((5, 2)), labels=np.zeros(5)),
                 (d / "quantguard.toml").write_text('taks = "classification"\n')),
-     r"quantguard\.toml: unknown key\(s\) taks; the manifest keys are task, inputs"),
+     r"quantguard\.toml: unknown key\(s\) taks \(taks: did you mean task\?\); the manifest keys "
+     r"are task, inputs"),
     (lambda d: (d.mkdir(), np.savez(d / "a.npz", inputs=np.zeros((5, 2)), labels=np.zeros(5)),
                 (d / "quantguard.toml").write_text('label_column = "y"\n')),
      r"quantguard\.toml: label_column names a CSV column, but the data are \.npz shards; remove it"),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pytest_quantguard import ValidationSet
-from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 
 N = 12
 X = np.arange(N * 3, dtype=np.float32).reshape(N, 3)
@@ -103,9 +103,11 @@ def test_in_memory_slices_subset_and_digest():
             != ValidationSet({"slices": X + 1}, slices=CAMERA).digest)
 
 
+@pytest.mark.filterwarnings("ignore:.*nothing uses:pytest_quantguard.errors.QuantGuardWarning")
 def test_folder_digest_changes_with_the_slices(tmp_path):
     folder = npz_shards(tmp_path / "npz", camera=CAMERA, other=CAMERA[::-1])
-    plain = ValidationSet.from_folder(folder).digest
+    with pytest.warns(QuantGuardWarning, match="'camera' .* is not used: .* add slices = \"camera\""):
+        plain = ValidationSet.from_folder(folder).digest
     manifest(folder, 'slices = "camera"\n')
     camera = ValidationSet.from_folder(folder).digest
     manifest(folder, 'slices = "other"\n')
@@ -223,7 +225,8 @@ def test_bad_pooling_names_the_file_and_the_choices(tmp_path, value):
 def test_unknown_keys_list_slices_and_pooling(tmp_path):
     folder = npz_shards(tmp_path / "npz")
     manifest(folder, 'slice = "camera"\n')
-    with pytest.raises(QuantGuardError, match=r"quantguard\.toml: unknown key\(s\) slice; the manifest "
+    with pytest.raises(QuantGuardError, match=r"quantguard\.toml: unknown key\(s\) slice \(slice: did you "
+                                              r"mean slices\?\); the manifest "
                                               r"keys are task, inputs, labels, groups, slices, .*pooling"):
         ValidationSet.from_folder(folder)
 
