@@ -160,7 +160,8 @@ class QuantCompare:
             return self.request.getfixturevalue("quant_data")
         if isinstance(data, (str, Path)):
             path = Path(data)
-            return self.state.dataset(path if path.is_absolute() else self.state.rootpath / path)
+            return self.state.dataset(path if path.is_absolute() else self.state.rootpath / path,
+                                      given_by="data= of quant_compare (relative to the rootdir)")
         return data
 
 

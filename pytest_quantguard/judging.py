@@ -187,6 +187,25 @@ def reference_checks(plan: Plan, evaluation) -> list[dict[str, Any]]:
     return checks
 
 
+def chance_checks(inferred: Inferred, confidence: float, dataset: ValidationSet,
+                  notes: list[str]) -> list[dict[str, Any]]:
+    """The check that the reference beats chance on these labels (docs/verdict.md, "Checks of the
+    reference"), as a list of none or one; its notes (e.g. accuracy under the majority share) are
+    added to ``notes``."""
+    check = inferred.reference_check(confidence)
+    if check is None or check.statistic == "skipped":
+        return []
+    notes.extend(check.notes)
+    figures = {"statistic": check.statistic, "value": check.value, "lower": check.lower}
+    if check.passed:
+        bound = "" if check.lower is None else f", lower bound {check.lower:.4g}"
+        rule = (f"chance: the reference beats chance on these labels ({check.statistic} "
+                f"{check.value:.4g}{bound})")
+    else:
+        rule = f"chance: {dataset.description}: {check.message}"
+    return [{"check": "chance", "passed": check.passed, "rule": rule, **figures}]
+
+
 def _check_fit(metric: Metric, dataset: ValidationSet) -> None:
     if not metric.fits_task(dataset.task):
         raise QuantGuardError(f"{dataset.description}: metric {metric.name!r} scores class "
@@ -242,7 +261,8 @@ def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Executi
     if tolerance.slice_max_drop is not None:
         verdict, rule, culprit = slice_verdict(verdict, rule, slices, fmt)
     notes = [*subject.notes, *metric.notes, *evaluation.notes]
-    checks = reference_checks(plan, evaluation)
+    checks = [*chance_checks(inferred, tolerance.confidence, dataset, notes),
+              *reference_checks(plan, evaluation)]
     judgement = Judgement(
         plan=plan, subject=subject, tolerance=tolerance, execution=execution,
         evaluation=evaluation, details=details, verdict=verdict, rule=rule,
@@ -263,6 +283,7 @@ def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Executi
               "sha256": dataset.digest},
         details={**details, "margin": plan.margin, "established": decision.established,
                  "task": metric.task, **({"reference_checks": checks} if checks else {}),
+                 **({"ignored_labels": inferred.ignored_labels} if inferred.ignored_labels else {}),
                  **({"suspicious_gain": True} if judgement.suspicious else {}),
                  **({"notes": notes} if notes else {}),
                  **({"advisory": True, "subset_of": subject.full_n}

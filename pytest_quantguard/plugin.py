@@ -91,13 +91,14 @@ class QuantGuardState:
         for line, markup in self.session_notes:
             terminalreporter.write_line(line, **markup)
 
-    def dataset(self, path: Path):
-        """Load (once per process) and return the validation set in ``path``."""
+    def dataset(self, path: Path, given_by: str | None = None):
+        """Load (once per process) and return the validation set in ``path``; ``given_by`` names
+        where the path came from, for the not-found message."""
         from pytest_quantguard.data import ValidationSet
 
         path = path.resolve()
         if path not in self.datasets:
-            self.datasets[path] = ValidationSet.from_folder(path)
+            self.datasets[path] = ValidationSet.from_folder(path, given_by=given_by)
         return self.datasets[path]
 
 

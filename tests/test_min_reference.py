@@ -51,7 +51,8 @@ def test_a_reference_below_the_floor_fails_the_check_and_keeps_the_verdict(digit
     assert check["reference_score"] == pytest.approx(plain.reference_score)
     assert "the data or the reference is wrong, not the quantization" in check["rule"]
     assert "FAILED check: min_reference" in result.message
-    assert result.to_dict()["details"]["reference_checks"] == [check]
+    chance, floor = result.to_dict()["details"]["reference_checks"]
+    assert floor == check and chance["check"] == "chance" and chance["passed"]
     assert result.to_dict()["thresholds"]["min_reference"] == 0.99
 
 

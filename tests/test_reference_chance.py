@@ -114,3 +114,38 @@ def test_the_reference_summary_is_cached_with_its_records(tmp_path):
     assert np.array_equal(second.reference_summary, first.reference_summary)
     assert second.reference_check(0.95) == first.reference_check(0.95)
     assert first.reference_check(0.95).passed
+
+
+def test_compare_fails_the_check_and_keeps_the_candidates_verdict(digits):
+    """Through the public API: the failed check is in the message, the record and ``passed``."""
+    from pytest_quantguard import compare
+    from pytest_quantguard.errors import QuantGuardWarning
+
+    inputs, labels, model = digits
+    shuffled = np.random.default_rng(0).permutation(labels)
+    with pytest.warns(QuantGuardWarning, match="FAILED check: chance: .*not demonstrably better"):
+        result = compare(model, model, data=ValidationSet(inputs, shuffled), resamples=500)
+    assert result.verdict == "ship" and not result.passed  # identical models: the drop is 0
+    [check] = result.failed_checks
+    assert check["check"] == "chance" and check["statistic"] == "kappa" and check["lower"] <= 0
+    assert "labels or the preprocessing are wrong" in result.message
+
+
+def test_a_gate_on_shuffled_labels_fails_the_test_with_the_rule_line(pytester, digits):
+    inputs, labels, _ = digits
+    np.savez(pytester.path / "val.npz", inputs=np.float32(inputs),
+             labels=np.random.default_rng(1).permutation(labels))
+    pytester.makepyfile(f'''
+        import numpy as np
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+        model = LogisticRegression(max_iter=5000).fit(x[:900] / 16, y[:900]).predict_proba
+
+        def test_gate(quant_compare):
+            quant_compare(model, model, data={str(pytester.path / "val.npz")!r})
+    ''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "--quant-bootstrap", "500")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*FAILED check: chance:*not demonstrably better than chance*"])

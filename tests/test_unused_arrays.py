@@ -69,3 +69,15 @@ def test_a_missing_data_folder_given_as_data_does_not_advise_the_option(tmp_path
     assert "--quant-data" not in str(error.value) and "with data=" in str(error.value)
     with pytest.raises(QuantGuardError, match=r"with --quant-data DIR, or quant_data in the ini file"):
         ValidationSet.from_folder(tmp_path / "nowhere")  # the plugin's path keeps its advice
+
+
+def test_a_missing_folder_given_to_quant_compare_names_its_keyword(pytester):
+    pytester.makepyfile('''
+        def test_gate(quant_compare):
+            quant_compare(lambda x: x, lambda x: x, data="no_such_folder")
+    ''')
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*validation data folder not found*no_such_folder*with data= of "
+                                 "quant_compare (relative to the rootdir)*"])
+    assert "--quant-data" not in result.stdout.str()

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import MODELS, PROD_VAL
 from pytest_quantguard import compare
-from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 from pytest_quantguard.runners import make_runner
 
 
@@ -114,10 +114,13 @@ def test_outputs_are_chosen_by_name_or_index(tmp_path, digits, weights):
     model = linear_model(tmp_path / "two.onnx", weights, second_output=True)
     assert make_runner(model).output_names == ["y", "negated"]
     first = compare(model, model, data=(inputs, labels))
-    negated = compare(model, model, data=(inputs, labels), output="negated")
+    with pytest.warns(QuantGuardWarning, match="FAILED check: chance"):
+        negated = compare(model, model, data=(inputs, labels), output="negated")
     assert first.reference_score > 0.85 > negated.reference_score
-    assert compare(model, model, data=(inputs, labels), output=1).reference_score == \
-        negated.reference_score
+    assert first.passed and not negated.passed  # the negated scores are worse than chance
+    with pytest.warns(QuantGuardWarning, match="FAILED check: chance"):
+        by_index = compare(model, model, data=(inputs, labels), output=1)
+    assert by_index.reference_score == negated.reference_score
 
 
 def test_integer_model_inputs_refuse_float_data(tmp_path):
@@ -217,8 +220,10 @@ def test_two_input_external_data_model_compares_by_input_and_output_name(tmp_pat
     result = compare(reference, candidate, data=(inputs, labels), output="logits")
     assert result.n == 569 and result.reference_score > 0.9
     assert abs(result.drop) < 0.01
-    embedding = compare(reference, candidate, data=(inputs, labels))  # first output: not a prediction
-    assert embedding.reference_score < 0.1
+    with pytest.warns(QuantGuardWarning, match="FAILED check: chance"):  # not a prediction
+        embedding = compare(reference, candidate, data=(inputs, labels))
+    assert embedding.reference_score < 0.1 and not embedding.passed
+    assert embedding.failed_checks[0]["check"] == "chance"
 
 
 def test_model_inputs_that_the_data_does_not_name(tmp_path, cancer):
