@@ -116,3 +116,24 @@ def test_block_rules():
     page = '```python title="a/b.py"\nprint(1)\n```\n\n```bash\npython a/b.py\n```\n\n```text\nx\n```\n'
     assert blocks(page) == [("python", "a/b.py", "print(1)\n"), ("bash", None, "python a/b.py\n"),
                             ("text", None, "x\n")]
+
+
+def slug(heading: str) -> str:
+    """The anchor MkDocs (and GitHub, for these headings) gives a heading."""
+    text = re.sub(r"[^\w\s-]", "", heading.replace("`", "")).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def test_the_readme_is_a_front_door_whose_links_resolve():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 400, "README.md is the front door: move detail to docs/"
+    links = re.findall(r"\]\(([^)#\s]+)(?:#([^)\s]+))?\)", readme)
+    local = [(target, anchor) for target, anchor in links if "://" not in target]
+    assert len(local) >= 10
+    for target, anchor in local:
+        path = REPO / target
+        assert path.exists(), f"README.md links to {target}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+\s+(.*?)\s*$", path.read_text(encoding="utf-8"), re.MULTILINE)
+            assert anchor in {slug(heading) for heading in headings}, f"{target} has no #{anchor}"
+    assert "python3 dev.py gate" in readme and "python3 dev.py test" in readme
