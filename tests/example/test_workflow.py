@@ -1,4 +1,5 @@
-"""The example's GitHub Actions workflow runs the README's gate command and keeps its four reports."""
+"""The example's GitHub Actions workflow runs the gate command of docs/release.md ("The gate command")
+and keeps its four reports."""
 
 from __future__ import annotations
 
@@ -13,17 +14,17 @@ from conftest import EXAMPLE, REPO
 from pytest_quantguard import settings
 
 WORKFLOW = EXAMPLE / ".github" / "workflows" / "quantization-gate.yml"
-README = REPO / "README.md"
+RELEASE_PAGE = REPO / "docs" / "release.md"
 GATE_MARKER = "<!-- gate-command -->"
 # The option that writes each report, and the file name the upload must keep for it.
 REPORT_OPTIONS = ("--junitxml", "--quant-report", "--quant-markdown", "--quant-plot")
 
 
-def readme_gate_command(readme: str) -> str:
+def page_gate_command(page: str) -> str:
     """The first line of the fenced bash block that follows the gate-command marker line."""
-    assert readme.count(GATE_MARKER) == 1, f"README.md needs exactly one {GATE_MARKER} line"
-    found = re.search(re.escape(GATE_MARKER) + r"[ \t]*\n```bash[ \t]*\n([^\n]+)\n", readme)
-    assert found, f"README.md: {GATE_MARKER} must be followed by a ```bash block"
+    assert page.count(GATE_MARKER) == 1, f"docs/release.md needs exactly one {GATE_MARKER} line"
+    found = re.search(re.escape(GATE_MARKER) + r"[ \t]*\n```bash[ \t]*\n([^\n]+)\n", page)
+    assert found, f"docs/release.md: {GATE_MARKER} must be followed by a ```bash block"
     return found.group(1).strip()
 
 
@@ -56,7 +57,7 @@ def steps(workflow: dict[Any, Any]) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def gate_command() -> str:
-    return readme_gate_command(README.read_text(encoding="utf-8"))
+    return page_gate_command(RELEASE_PAGE.read_text(encoding="utf-8"))
 
 
 def gate_step(steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def test_workflow_runs_on_pull_requests_and_pushes_to_main(workflow):
     assert triggers["push"]["branches"] == ["main"]
 
 
-def test_the_gate_step_runs_the_readmes_gate_command(steps, gate_command):
+def test_the_gate_step_runs_the_documented_gate_command(steps, gate_command):
     assert gate_command.startswith("pytest ")
     assert gate_step(steps)["run"].strip() == gate_command
 
@@ -106,6 +107,6 @@ def test_python_311_and_the_plugin_with_the_onnx_and_plot_extras_come_first(step
 
 
 def test_gate_command_extraction():
-    readme = f"intro\n{GATE_MARKER}\n```bash\npytest --junitxml=a.xml --quant-report b.json\nls\n```\n"
-    assert readme_gate_command(readme) == "pytest --junitxml=a.xml --quant-report b.json"
-    assert report_paths(readme_gate_command(readme)) == {"--junitxml": "a.xml", "--quant-report": "b.json"}
+    page = f"intro\n{GATE_MARKER}\n```bash\npytest --junitxml=a.xml --quant-report b.json\nls\n```\n"
+    assert page_gate_command(page) == "pytest --junitxml=a.xml --quant-report b.json"
+    assert report_paths(page_gate_command(page)) == {"--junitxml": "a.xml", "--quant-report": "b.json"}
