@@ -145,3 +145,6 @@ def test_marker_signature_and_tolerance_keys_come_from_the_table():
     generated = ", ".join(f"{s.key}={s.default!r}" for s in settings.SETTINGS if s.key in per_test)
     assert f"quant_tolerance({generated})" == settings.MARKER_SIGNATURE
     assert settings.MARKER_SIGNATURE.startswith("quant_tolerance(max_drop=0.01, qat_limit=0.03, ")
+    shown = (ROOT / "docs" / "usage.md").read_text(encoding="utf-8").split("@pytest.mark.", 1)[1]
+    shown = " ".join(shown.split("```", 1)[0].split()).replace("( ", "(")
+    assert shown == settings.MARKER_SIGNATURE.replace("'", '"'), "docs/usage.md: the marker's signature"

@@ -227,5 +227,5 @@ class CorpusScores(Scores):
         if self.n >= CORPUS_SAFE_FROM:
             return ()
         return (f"a custom corpus metric's percentile interval under-covers on small sets (false "
-                f"ship 0.064 at n = 500 in the README's simulation, 0.040 at 2,000): use at least "
-                f"{CORPUS_SAFE_FROM:,} samples, or a per_sample metric",)
+                f"ship 0.064 at n = 500 in the simulation of docs/statistics.md, 0.040 at 2,000): "
+                f"use at least {CORPUS_SAFE_FROM:,} samples, or a per_sample metric",)

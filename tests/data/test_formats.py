@@ -382,7 +382,8 @@ RSS_SCRIPT = textwrap.dedent("""
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_streaming_npy_keeps_resident_memory_bounded(tmp_path):
     """Streaming 96 MiB adds about one window (16 MiB) to the peak RSS; one long-lived map adds
-    all of it (the measure against a ~1 GB file: 70 MB against 1088 MB peak, see the README)."""
+    all of it (the measure against a ~1 GB file: 70 MB against 1088 MB peak; docs/caching.md,
+    "Data and cache benchmarks")."""
     inputs = np.lib.format.open_memmap(tmp_path / "inputs.npy", mode="w+", dtype=np.float32,
                                        shape=(24_576, 1024))
     inputs[:] = 1.0

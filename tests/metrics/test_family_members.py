@@ -267,8 +267,8 @@ def test_check_options_raises_for_top_k_without_k():
 # --- Notes from the evaluation ------------------------------------------------------------------
 
 CORPUS_NOTE = ("a custom corpus metric's percentile interval under-covers on small sets (false ship "
-               "0.064 at n = 500 in the README's simulation, 0.040 at 2,000): use at least 2,000 "
-               "samples, or a per_sample metric")
+               "0.064 at n = 500 in the simulation of docs/statistics.md, 0.040 at 2,000): "
+               "use at least 2,000 samples, or a per_sample metric")
 
 
 def test_a_small_corpus_evaluation_carries_the_under_coverage_note():
