@@ -56,6 +56,11 @@ def _summary(records: Sequence[Mapping[str, Any]], inconclusive: str,
     tally = summary(records, inconclusive=inconclusive, policy_satisfied=policy_satisfied)
     count, expected = tally["comparisons"], tally["expected_failures"]
     extra = f" ({expected} in tests marked as expected failures)" if expected else ""
+    if tally["failed_checks"]:
+        extra += (f"; {tally['failed_checks']} with a failed check of the reference (the test "
+                  "fails whatever the verdict)")
+    if tally["shipped_in_failed_tests"]:
+        extra += f"; {tally['shipped_in_failed_tests']} shipped in a test that failed otherwise"
     policy = "" if policy_satisfied else " (the project's policy is not met: see the notes)"
     return (f"{count} comparison{'s' if count != 1 else ''}: {tally['ship']} ship, "
             f"{tally['failed']} failed, {tally['inconclusive']} inconclusive{extra}; **the gate "

@@ -124,7 +124,8 @@ def test_summary_counts_verdicts(records):
     assert summary == {
         "comparisons": len(records), "ship": verdicts.count("ship"),
         "failed": verdicts.count("try-qat") + verdicts.count("stay-fp16"),
-        "inconclusive": verdicts.count("inconclusive"), "expected_failures": 0, "passed": False}
+        "inconclusive": verdicts.count("inconclusive"), "expected_failures": 0, "passed": False,
+        "failed_checks": 0, "shipped_in_failed_tests": 0}
     assert summary["ship"] >= 3 and summary["failed"] >= 3  # int8, diabetes, unlabeled; int2 x3
 
 
@@ -171,7 +172,8 @@ def test_no_comparisons_is_a_valid_report(validator):
     report = report_of([], commit=None)
     assert errors(validator, report) == []
     assert report["summary"] == {"comparisons": 0, "ship": 0, "failed": 0, "inconclusive": 0,
-                                 "expected_failures": 0, "passed": True}
+                                 "expected_failures": 0, "passed": True,
+                                 "failed_checks": 0, "shipped_in_failed_tests": 0}
 
 
 def test_extra_adds_top_level_keys_but_never_replaces_one(records, validator):
@@ -411,3 +413,23 @@ def test_git_commit_falls_back_to_github_sha(tmp_path, no_git_context, monkeypat
     assert git_commit(tmp_path) == sha
     monkeypatch.setenv("GITHUB_SHA", "not a commit")
     assert git_commit(tmp_path) is None
+
+
+def test_the_summary_counts_failed_checks_and_ships_in_failed_tests(records, validator):
+    """A release script reading only the verdicts would ship these: the summary names them."""
+    from pytest_quantguard.reports.markdown import markdown_report
+
+    shipped = next(record for record in records if record["verdict"] == "ship")
+    check = {"check": "chance", "passed": False, "rule": "chance: labels shuffled"}
+    at_chance = {**shipped, "id": "t::a", "outcome": "failed",
+                 "details": {**shipped["details"], "reference_checks": [check]}}
+    failed_later = {**shipped, "id": "t::b", "outcome": "failed"}
+    report = report_of([at_chance, failed_later])
+    assert errors(validator, report) == []
+    summary = report["summary"]
+    assert (summary["ship"], summary["failed_checks"], summary["shipped_in_failed_tests"],
+            summary["passed"]) == (2, 1, 1, False)
+    text = markdown_report([at_chance, failed_later], inconclusive="fail")
+    assert ("2 ship, 0 failed, 0 inconclusive; 1 with a failed check of the reference (the test "
+            "fails whatever the verdict); 1 shipped in a test that failed otherwise; **the gate "
+            "fails**") in text
