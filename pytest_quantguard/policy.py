@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_quantguard.settings import Options, Tolerance
+from pytest_quantguard.settings import Options, Tolerance, describe_source
 
 POLICY_KEYS = ("quant_policy_max_drop", "quant_policy_max_error_increase",
                "quant_policy_min_reference",
@@ -22,10 +22,11 @@ def violations(tolerance: Tolerance, options: Options, nodeid: str) -> list[dict
     found = []
 
     def add(key: str, value: Any, limit: Any, rule: str) -> None:
-        source = tolerance.sources.get(key)
-        source = source if source in ("marker", "call") else PROJECT
+        layer = tolerance.sources.get(key)
+        source = layer if layer in ("marker", "call") else PROJECT
+        where = describe_source(key, layer) if layer else f"the {source}"
         found.append({"id": nodeid, "key": key, "value": value, "limit": limit, "source": source,
-                      "message": f"{key}={value!r} (set by the {source}) {rule}"})
+                      "message": f"{key}={value!r} (set by {where}) {rule}{_percent_hint(value)}"})
 
     most = options.policy_max_drop
     if most is not None:
@@ -51,6 +52,17 @@ def violations(tolerance: Tolerance, options: Options, nodeid: str) -> list[dict
     if not options.policy_allow_point_gate and tolerance.gate == "point":
         add("gate", "point", "upper", "is not allowed: quant_policy_allow_point_gate = false")
     return found
+
+
+def _percent_hint(value: Any) -> str:
+    """A limit of 1 or more was likely typed in percent (docs/verdict.md, "Limits and their
+    units")."""
+    values = list(value.values()) if isinstance(value, dict) else [value]
+    if not all(isinstance(each, int | float) and not isinstance(each, bool) for each in values):
+        return ""
+    big = [each for each in values if each >= 1]
+    return (f"; a limit is a fraction (0.01 = 1 point or 1 %): did you mean {big[0] / 100:g}?"
+            if big else "")
 
 
 def floor(options: Options) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def test_json_report_is_valid_and_identical_serial_and_xdist(runs):
         validator.validate(report)
         assert report["summary"] == {"comparisons": 5, "ship": 3, "failed": 2,
                                      "inconclusive": 0, "expected_failures": 0,
-                                     "passed": False}
+                                     "passed": False, "failed_checks": 0, "shipped_in_failed_tests": 0}
         assert report["environment"]["execution_providers"]  # asked on the controller
     serial, xdist = ({key: value for key, value in report.items() if key not in VOLATILE}
                      for report in reports.values())
@@ -172,10 +172,11 @@ def test_tighter_is_fine(quant_compare):
         "--junitxml", "junit.xml", "--quant-report", "quant.json")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines([
-        "*policy forbids this: max_drop=0.5 (set by the marker) exceeds quant_policy_max_drop = "
-        "0.02*",
-        "*gate='point' (set by the marker) is not allowed*",
-        "*confidence=0.8 (set by the marker) is below quant_policy_min_confidence = 0.95*",
+        "*policy forbids this: max_drop=0.5 (set by @quant_tolerance(max_drop=...)) exceeds "
+        "quant_policy_max_drop = 0.02*",
+        "*gate='point' (set by @quant_tolerance(gate=...)) is not allowed*",
+        "*confidence=0.8 (set by @quant_tolerance(confidence=...)) is below "
+        "quant_policy_min_confidence = 0.95*",
     ])
     report = json.loads((pytester.path / "quant.json").read_text())
     violations = report["policy"]["violations"]
@@ -197,7 +198,14 @@ def test_int8(quant_compare):
     result = pytester.runpytest_subprocess("--quant-data", "prod_val", "--quant-max-drop", "0.05",
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*max_drop=0.05 (set by the project (ini or command line))*"])
+    result.stdout.fnmatch_lines(["*max_drop=0.05 (set by --quant-max-drop (command line)) exceeds*"])
+    # a percent typed where a fraction belongs: the policy's refusal says so too
+    percent = pytester.runpytest_subprocess("--quant-data", "prod_val", "--quant-max-drop", "5",
+                                            "-p", "no:cacheprovider")
+    percent.assert_outcomes(failed=1)
+    percent.stdout.fnmatch_lines(["*max_drop=5.0 (set by --quant-max-drop (command line)) exceeds "
+                                  "quant_policy_max_drop = *; a limit is a fraction (0.01 = 1 point "
+                                  "or 1 %): did you mean 0.05?*"])
 
 
 def test_required_comparisons_fail_a_run_that_deselected_its_gates(pytester, example):
