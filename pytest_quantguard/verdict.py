@@ -99,15 +99,19 @@ def inconclusive_remedy(drop: float, max_drop: float, n: int, *, discordance: fl
     ``fmt`` shows it in the limit's unit.
     """
     assumed = max(drop, 0.0)
+    at_this = "at this discordance"
     if discordance is not None:
         share = min(max(discordance, 3.0 / n), 1.0)
+        if discordance < 3.0 / n:  # too few disagreements seen to estimate it from
+            at_this = (f"at a discordance of 3/n = {100 * share:.2g}% (the floor: the models "
+                       f"disagreed on {100 * discordance:.2g}% of the samples)")
         assumed = min(assumed, share)
         variance = max(share - assumed * assumed, 0.0)
     elif variance is None:
         raise ValueError("give the discordance (0/1 metrics) or the per-unit variance")
     smallest = smallest_margin(variance, n, power=0.8, confidence=confidence, drop=assumed)
     guidance = (f"; for the next set: {n:,} {unit} resolve a limit of about {fmt(smallest)} at "
-                "80% power at this discordance; choose the limit before seeing a result: raising "
+                f"80% power {at_this}; choose the limit before seeing a result: raising "
                 "max_drop after it voids the false-ship guarantee")
     if drop >= 0.8 * max_drop:
         return ("more data is unlikely to help: the observed drop is at least 80% of max_drop, so "

@@ -38,6 +38,9 @@ def test_285_samples_that_never_disagree_resolve_about_1_7_points():
     assert "about 827 samples (542 more) would resolve it (80% power)" in result.remedy
     assert ("for the next set: 285 samples resolve a limit of about 0.0170 (1.70 pt) at 80% power"
             in result.remedy)
+    # no disagreement was seen: the message says the discordance is the 3/n floor, not observed
+    assert ("at a discordance of 3/n = 1.1% (the floor: the models disagreed on 0% of the "
+            "samples)") in result.remedy
     assert "raising max_drop after it voids the false-ship guarantee" in result.remedy
     assert result.remedy in result.message
 
