@@ -6,6 +6,7 @@
     python benchmarks/coverage.py --resume cells.jsonl  # rerun after a stop: finished cells kept
     python benchmarks/coverage.py --family agreement --family rmse-absolute --family cosine \
         --family per-class --family corpus --family top-k   # through the metrics' Scores
+    python benchmarks/coverage.py --family class-corpus --sets 1000 --jobs 2
 
 The generators, cells and harness are ``pytest_quantguard.simulation`` (the same the CI
 tests in ``tests/stats/test_coverage_families.py`` gate with 1000 sets and 2000 resamples); each
@@ -39,6 +40,7 @@ import numpy as np
 
 from pytest_quantguard import simulation
 from pytest_quantguard.simulation import MAX_FALSE_SHIP, MIN_COVERAGE, Cell, CellResult
+from pytest_quantguard.simulation.class_corpus import class_corpus_cell
 
 VIEWS = {"bootstrap": simulation.bootstrap_view, "degraded class": simulation.degraded_class_view}
 
@@ -128,6 +130,12 @@ def corpus_rows(resamples: int) -> list[Row]:
             for n in (500, 2000, 5000)]
 
 
+def class_corpus_rows(resamples: int) -> list[Row]:
+    return [Row(class_corpus_cell(n, metric, setup, resamples=min(resamples, 2000)))
+            for setup in ("rare", "rare5", "balanced")
+            for metric in ("balanced_accuracy", "mcc", "kappa") for n in (500, 2000)]
+
+
 def top_k_rows(resamples: int) -> list[Row]:
     return [Row(simulation.top_k_cell(n, d, 0.01, 0.8, resamples=resamples))
             for n, d in ((200, 0.01), (200, 0.05), (1000, 0.01), (1000, 0.05), (5000, 0.05))]
@@ -159,6 +167,11 @@ FAMILIES = {
     "corpus": ("custom corpus metric: balanced accuracy, priors 0.5/0.3/0.15/0.05, recall drops "
                "1/1/2/4 pt (true drop 2 pt), CorpusScores' paired percentile bootstrap "
                "(at most 2000 resamples)", corpus_rows),
+    "class-corpus": ("custom corpus_of_classes metrics (ClassCorpusScores, vectorized twins of the "
+                     "per-call functions): balanced accuracy, MCC, Cohen's kappa; the drop on a "
+                     "class of 3% (rare) or 5% (rare5) of the samples, or on 4 equal classes; "
+                     "BCa over patterns + the adjusted BCa+studentized interval (at most 2000 "
+                     "resamples)", class_corpus_rows),
     "top-k": ("top5 through the TopK metric on class scores built from the 0/1 cell's tables "
               "(same sets and stream as the 0/1 family's acc 0.8 rows)", top_k_rows),
 }

@@ -1,9 +1,12 @@
-"""User metrics: ``register_metric(name, per_sample=... | corpus=..., higher_is_better=...)``.
+"""User metrics: ``register_metric(name, per_sample=... | corpus=... | corpus_of_classes=...,
+higher_is_better=...)``.
 
-A per_sample metric's scores are a built-in family's (``BinaryScores`` or ``MeanScores``); a corpus
+A per_sample metric's scores are a built-in family's (``BinaryScores`` or ``MeanScores``). A corpus
 metric has its own, ``CorpusScores``: the user's function on the whole set, its interval a paired
 ``percentile`` bootstrap that calls the function twice per resample (docs/intervals.md, "Custom
-metrics").
+metrics"). A corpus metric of class predictions (``corpus_of_classes=f(labels, predicted)``) sees
+only labels and predicted classes, so its set is resampled as prediction patterns, as macro-F1's
+(``ClassCorpusScores``; docs/intervals.md, "Corpus metrics of class predictions").
 """
 
 from __future__ import annotations
@@ -22,12 +25,21 @@ from pytest_quantguard.metrics.base import (
     Metric,
     Scores,
     absolute_change,
+    integer_labels,
     relative_change,
     require_margin,
+    squeeze_trailing,
+    variance_sizing,
 )
-from pytest_quantguard.metrics.classification import BinaryScores
+from pytest_quantguard.metrics.classification import (
+    BinaryScores,
+    predicted_classes,
+    predicted_records,
+)
 from pytest_quantguard.metrics.regression import REGRESSION_CAUTION, MeanScores
 from pytest_quantguard.stats.bootstrap import percentile_limits
+from pytest_quantguard.stats.families import STUDENTIZE_BELOW
+from pytest_quantguard.stats.patterns import CellScore, class_corpus_interval
 from pytest_quantguard.stats.result import IntervalResult
 from pytest_quantguard.stats.sums import zero_discordance_halfwidth
 from pytest_quantguard.vocabulary import TASKS
@@ -114,18 +126,45 @@ class CorpusMetric(CustomMetric):
                             self.higher_is_better)
 
 
+@dataclass(frozen=True)
+class ClassCorpusMetric(CustomMetric):
+    """``corpus_of_classes(labels, predicted) -> float``: a whole-set score of one model's predicted
+    classes (argmax of its class scores, as accuracy's), resampled as prediction patterns."""
+
+    def reduce(self, output, labels, batch):
+        return predicted_records(self.name, output)
+
+    def scores(self, reference, candidate, labels, paired) -> Scores:
+        if labels is None:
+            raise QuantGuardError(f"custom metric {self.name!r} (corpus_of_classes) needs labels")
+        labels = squeeze_trailing(np.asarray(labels))
+        if labels.ndim != 1:
+            raise QuantGuardError(f"custom metric {self.name!r} (corpus_of_classes) needs one class "
+                                  f"label per sample, got labels of shape {list(labels.shape)}")
+        return ClassCorpusScores(integer_labels(labels), predicted_classes(reference),
+                                 predicted_classes(candidate), self.function, self.name,
+                                 self.higher_is_better)
+
+
+def _one_function(name: str, per_sample, corpus, corpus_of_classes) -> Callable:
+    given = [function for function in (per_sample, corpus, corpus_of_classes) if function is not None]
+    if len(given) != 1:
+        raise QuantGuardError(f"register_metric({name!r}): give exactly one of per_sample= (one "
+                              "value per sample), corpus= (one value for the whole set) or "
+                              "corpus_of_classes= (one value from the labels and predicted classes)")
+    if not callable(given[0]):
+        raise QuantGuardError(f"register_metric({name!r}): {given[0]!r} is not callable")
+    return given[0]
+
+
 def make_metric(name: str, *, per_sample: Callable | None = None, corpus: Callable | None = None,
-                higher_is_better: bool = True, kind: str | None = None, relative: bool = False,
-                needs_labels: bool = True, task: str = "classification") -> Metric:
+                corpus_of_classes: Callable | None = None, higher_is_better: bool = True,
+                kind: str | None = None, relative: bool = False, needs_labels: bool = True,
+                task: str = "classification") -> Metric:
     if not isinstance(name, str) or not name.isidentifier():
         raise QuantGuardError(f"register_metric: name must be an identifier-like string, got "
                               f"{name!r}")
-    if (per_sample is None) == (corpus is None):
-        raise QuantGuardError(f"register_metric({name!r}): give exactly one of per_sample= (one "
-                              "value per sample) or corpus= (one value for the whole set)")
-    function = per_sample if per_sample is not None else corpus
-    if not callable(function):
-        raise QuantGuardError(f"register_metric({name!r}): {function!r} is not callable")
+    function = _one_function(name, per_sample, corpus, corpus_of_classes)
     if not all(isinstance(flag, bool) for flag in (higher_is_better, relative, needs_labels)):
         raise QuantGuardError(f"register_metric({name!r}): higher_is_better, relative and "
                               "needs_labels must be True or False")
@@ -133,7 +172,8 @@ def make_metric(name: str, *, per_sample: Callable | None = None, corpus: Callab
         raise QuantGuardError(f"register_metric({name!r}): task={task!r} is unknown; use one of "
                               f"{', '.join(map(repr, TASKS))}")
     common = dict(name=name, higher_is_better=higher_is_better, default_relative=relative,
-                  needs_labels=needs_labels, task=task, description="custom metric")
+                  needs_labels=needs_labels, task=task, description="custom metric",
+                  function=function)
     if per_sample is not None:
         kind = kind or "continuous"
         if kind not in ("binary", "continuous"):
@@ -146,14 +186,38 @@ def make_metric(name: str, *, per_sample: Callable | None = None, corpus: Callab
         method = "percentile+tango" if kind == "binary" else "bca"
         margins = ("absolute", "relative", "error-increase") if kind == "binary" else (
             "absolute", "relative")
-        return PerSampleMetric(kind=kind, interval_method=method, margins=margins,
-                               function=per_sample, **common)
+        return PerSampleMetric(kind=kind, interval_method=method, margins=margins, **common)
     if kind not in (None, "corpus"):
         raise QuantGuardError(f"register_metric({name!r}): a corpus metric's kind is 'corpus', got "
                               f"{kind!r}")
-    return CorpusMetric(kind="corpus", interval_method="percentile", function=corpus, **common)
+    if corpus is not None:
+        return CorpusMetric(kind="corpus", interval_method="percentile", **common)
+    if not needs_labels or task != "classification":
+        raise QuantGuardError(f"register_metric({name!r}): a corpus_of_classes metric scores "
+                              "predicted classes against labels: register it with "
+                              "needs_labels=True and task='classification'")
+    return ClassCorpusMetric(kind="corpus", interval_method="bca", **common)
 
 
+def _whole_set_value(name: str, function: Callable, *args: Any, finite: bool = True) -> float:
+    """A corpus function's value as a float; not finite: an error (``finite``), else NaN (a
+    resample: the engine counts those)."""
+    try:
+        returned = function(*args)
+    except QuantGuardError:
+        raise
+    except Exception as error:  # a user's function: name it, never a bare traceback
+        raise QuantGuardError(f"custom metric {name!r}: its corpus function raised "
+                              f"{type(error).__name__}: {error}") from None
+    try:
+        value = float(returned)
+    except (TypeError, ValueError):
+        raise QuantGuardError(f"custom metric {name!r}: its corpus function must return one "
+                              f"number, got {type(returned).__name__} {_sample(returned)}") from None
+    if finite and not math.isfinite(value):
+        raise QuantGuardError(f"custom metric {name!r}: its corpus function returned "
+                              f"{value!r}; it must return a finite number")
+    return value if math.isfinite(value) else math.nan
 
 
 @dataclass(frozen=True)
@@ -180,15 +244,7 @@ class CorpusScores(Scores):
         return self.reference, self.candidate
 
     def _value(self, outputs: np.ndarray, labels: np.ndarray | None) -> float:
-        try:
-            value = float(self.function(outputs, labels))
-        except Exception as error:  # a user's function: name it, never a bare traceback
-            raise QuantGuardError(f"custom metric {self.name!r}: its corpus function raised "
-                                  f"{type(error).__name__}: {error}") from None
-        if not math.isfinite(value):
-            raise QuantGuardError(f"custom metric {self.name!r}: its corpus function returned "
-                                  f"{value!r}; it must return a finite number")
-        return value
+        return _whole_set_value(self.name, self.function, outputs, labels)
 
     def _drop(self, reference: float, candidate: float, context: Context) -> float:
         if context.margin == "relative":
@@ -226,6 +282,91 @@ class CorpusScores(Scores):
         """The percentile interval's under-coverage on small sets, said while it applies."""
         if self.n >= CORPUS_SAFE_FROM:
             return ()
-        return (f"a custom corpus metric's percentile interval under-covers on small sets (false "
-                f"ship 0.064 at n = 500 in the simulation of docs/statistics.md, 0.040 at 2,000): "
-                f"use at least {CORPUS_SAFE_FROM:,} samples, or a per_sample metric",)
+        return (f"a custom corpus metric's percentile interval under-covers below "
+                f"{CORPUS_SAFE_FROM:,} samples (simulated false ship 0.064 at n = 500, 0.040 at "
+                f"2,000; docs/intervals.md, \"Known misses\"): use at least {CORPUS_SAFE_FROM:,} "
+                "samples, a per_sample metric, or corpus_of_classes= when the function needs only "
+                "the labels and the predicted classes",)
+
+
+# Resamples of the studentized widening of a class-corpus interval: each costs one call of the
+# user's function per (label, predicted class) cell of each model (1,000 resamples put about 25
+# in each 2.5% tail) (docs/intervals.md,
+# "Corpus metrics of class predictions").
+STUDENTIZED_RESAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class ClassCorpusScores(Scores):
+    """``function(labels, predicted) -> float`` of each model's predicted classes: BCa over
+    resampled prediction patterns, as macro-F1's; while the rarest class has fewer than 100
+    samples, widened to contain the BCa+studentized interval of the table with one pseudo
+    discordant pair per class (``bca+adjusted``). ``cell_score`` evaluates the same
+    function on rows of cell counts at once (the simulation's vectorized metrics); without it
+    each row is one call of ``function``."""
+
+    labels: np.ndarray
+    reference: np.ndarray  # predicted classes
+    candidate: np.ndarray
+    function: Callable[[np.ndarray, np.ndarray], float]
+    name: str
+    higher_is_better: bool
+    cell_score: CellScore | None = field(default=None, compare=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def subset(self, mask: np.ndarray) -> ClassCorpusScores:
+        return replace(self, labels=self.labels[mask], reference=self.reference[mask],
+                       candidate=self.candidate[mask])
+
+    def digest_arrays(self) -> tuple[np.ndarray, ...]:
+        return self.labels, self.reference, self.candidate
+
+    def correctness(self):
+        return ((self.reference == self.labels).astype(np.int8),
+                (self.candidate == self.labels).astype(np.int8))
+
+    def _per_call(self, cell_labels: np.ndarray, cell_predicted: np.ndarray,
+                  counts: np.ndarray) -> np.ndarray:
+        """The user's function on each row of cell counts, the pairs expanded in cell order."""
+        whole = np.rint(counts).astype(np.int64)
+        return np.array([_whole_set_value(self.name, self.function, np.repeat(cell_labels, row),
+                                          np.repeat(cell_predicted, row), finite=False)
+                         for row in whole])
+
+    def _check_order_free(self, reference: float) -> None:
+        """The pattern resampling assumes the function sees pairs, not their order: check it."""
+        order = np.lexsort((self.reference, self.labels))
+        sorted_value = _whole_set_value(self.name, self.function, self.labels[order],
+                                        self.reference[order])
+        if abs(sorted_value - reference) > 1e-9 * max(1.0, abs(reference)):
+            raise QuantGuardError(
+                f"custom metric {self.name!r}: a corpus_of_classes function must depend only on "
+                f"the (label, predicted class) pairs, not on their order; it gave {reference!r} "
+                f"on the samples in order and {sorted_value!r} on the same pairs sorted; register "
+                "it with corpus= instead")
+
+    def evaluate(self, context: Context) -> Evaluation:
+        require_margin(self.name, context.margin, ("absolute", "relative"))
+        if min(self.labels.min(), self.reference.min(), self.candidate.min()) < 0:
+            raise QuantGuardError(f"{context.where}: custom metric {self.name!r} needs class "
+                                  "indices >= 0 (labels and predictions)")
+        reference = _whole_set_value(self.name, self.function, self.labels, self.reference)
+        candidate = _whole_set_value(self.name, self.function, self.labels, self.candidate)
+        self._check_order_free(reference)
+        relative = context.margin == "relative"
+        if relative:
+            drop = relative_change(reference, candidate, self.higher_is_better, self.name,
+                                   context.where)
+        else:
+            drop = absolute_change(reference, candidate, self.higher_is_better)
+        result = class_corpus_interval(
+            self.labels, self.reference, self.candidate, self.cell_score or self._per_call,
+            higher_is_better=self.higher_is_better, relative=relative, groups=context.groups,
+            adjust_below=STUDENTIZE_BELOW,
+            studentized_resamples=min(context.resamples, STUDENTIZED_RESAMPLES),
+            fallback_scale=1.0 if relative else (abs(reference) or 1.0), **context.resampling)
+        return Evaluation(reference, candidate, drop, result,
+                          sizing=variance_sizing(result.details, self.n))

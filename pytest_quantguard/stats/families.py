@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from pytest_quantguard.stats.patterns import class_patterns, pattern_interval
 from pytest_quantguard.stats.result import IntervalResult
 from pytest_quantguard.stats.sums import (
     ANALYTIC_ABOVE,
     SumsData,
     SumStatistic,
     linearized_interval,
-    studentized_limits,
     sums_interval,
 )
 
@@ -139,6 +139,19 @@ def power_difference_interval(reference: np.ndarray, candidate: np.ndarray, *, p
                          resamples=resamples, rng=rng)
 
 
+def influence_kurtosis(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Kurtosis of each sample's influence on the log ratio of two means, ``c_i/mean(c) -
+    r_i/mean(r)``: about 8 for squared Gaussian errors, above 20 when a few samples dominate the
+    sums (docs/intervals.md, "Heavy-tailed errors"). NaN when every influence is equal."""
+    reference = np.asarray(reference, dtype=np.float64)
+    candidate = np.asarray(candidate, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        influence = candidate / candidate.mean() - reference / reference.mean()
+        centred = influence - influence.mean()
+        spread = float(np.sum(centred ** 2))
+        return float(len(centred) * np.sum(centred ** 4) / spread ** 2) if spread > 0 else np.nan
+
+
 def _r2_drop(sums):
     with np.errstate(divide="ignore", invalid="ignore"):
         total = sums[:, 1] - sums[:, 2] ** 2 / sums[:, 3]
@@ -228,58 +241,13 @@ def macro_f1_interval(labels: np.ndarray, reference_pred: np.ndarray, candidate_
     """Macro-F1 drop (absolute): BCa over resampled pattern counts with a per-pattern jackknife
     (docs/intervals.md, "Macro-F1"); with groups, the group's pattern counts are the resampled
     unit."""
-    labels, reference_pred, candidate_pred = (
-        np.asarray(values) for values in (labels, reference_pred, candidate_pred))
-    for values in (labels, reference_pred, candidate_pred):
-        if not (np.issubdtype(values.dtype, np.integer) or values.dtype == np.bool_):
-            raise ValueError(f"class indices must be integers, got {values.dtype}")
-    classes = int(max(labels.max(), reference_pred.max(), candidate_pred.max())) + 1
-    if min(labels.min(), reference_pred.min(), candidate_pred.min()) < 0:
-        raise ValueError("class indices must be >= 0")
-    # pattern codes in the narrowest integer type that holds classes**3 (memory traffic is the cost)
-    code_type = np.int32 if classes ** 3 < 2**31 else np.int64
-    codes = labels.astype(code_type)
-    codes *= classes
-    codes += reference_pred
-    codes *= classes
-    codes += candidate_pred
-    if classes ** 3 <= 4 * len(codes):  # a dense count table: O(n), no sort
-        table = np.bincount(codes, minlength=classes ** 3)
-        observed = np.flatnonzero(table)
-        counts = table[observed]
-        inverse = None
-    else:
-        observed, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
-    patterns = np.stack([observed // (classes * classes), (observed // classes) % classes,
-                         observed % classes], axis=1)
-    support = np.zeros(classes, np.int64)
-    np.add.at(support, patterns[:, 0], counts)
-    predicted_ref = np.zeros(classes, np.int64)
-    np.add.at(predicted_ref, patterns[:, 1], counts)
-    predicted_cand = np.zeros(classes, np.int64)
-    np.add.at(predicted_cand, patterns[:, 2], counts)
-    statistic = macro_f1_statistic(patterns, classes, np.flatnonzero(support + predicted_ref),
-                                   np.flatnonzero(support + predicted_cand))
-    details = {"rarest_class_count": int(support[support > 0].min()), "patterns": len(observed)}
-    if groups is None:
-        data = SumsData(None, counts=counts, details=details)
-    else:  # each group's pattern counts, without an (n, patterns) one-hot matrix
-        if inverse is None:
-            inverse = np.searchsorted(observed, codes)
-        _, group_index = np.unique(np.asarray(groups), return_inverse=True)
-        n_groups = int(group_index.max()) + 1
-        table = np.bincount(group_index * len(observed) + inverse,
-                            minlength=n_groups * len(observed)).reshape(n_groups, len(observed))
-        data = SumsData(table.astype(np.float64), unit="group", details={**details, "groups": n_groups})
-    result = sums_interval(data, statistic, confidence=confidence, resamples=resamples, rng=rng,
-                           fallback_scale=1.0, analytic_above=None)
-    if groups is None and result.method == "bca" and details["rarest_class_count"] < STUDENTIZE_BELOW:
-        limits = studentized_limits(data, statistic, confidence=confidence, resamples=resamples,
-                                    rng=rng)
-        if limits is not None:
-            low, high = (statistic.drop(limit) for limit in limits)
-            result.details.update(bca_low=result.low, bca_high=result.high, studentized_low=low,
-                                  studentized_high=high)
-            return IntervalResult(min(result.low, low), max(result.high, high), "bca+studentized",
-                                  result.details)
-    return result
+    table = class_patterns(labels, reference_pred, candidate_pred)
+    support = table.support
+    statistic = macro_f1_statistic(table.patterns, table.classes,
+                                   np.flatnonzero(support + table.predicted(1)),
+                                   np.flatnonzero(support + table.predicted(2)))
+    rarest = int(support[support > 0].min())
+    details = {"rarest_class_count": rarest, "patterns": len(table.observed)}
+    return pattern_interval(table, statistic, details, groups=groups,
+                            studentize=rarest < STUDENTIZE_BELOW, confidence=confidence,
+                            resamples=resamples, rng=rng)

@@ -61,6 +61,9 @@ class SumStatistic:
     columns: tuple[str, ...] = ()
     # optional fast leave-one-unit-out values for pattern data: count rows (R, P) -> (R, P)
     leave_one_out: Callable[[np.ndarray], np.ndarray] | None = None
+    # phi is defined on whole counts only (a user's function of class predictions): no
+    # derivative, so the unit variance is the jackknife's
+    discrete: bool = False
 
     def value(self, sums: np.ndarray) -> float:
         return float(self.phi(np.asarray(sums, dtype=np.float64)[None, :])[0])
@@ -219,7 +222,10 @@ def unit_variance(data: SumsData, statistic: SumStatistic) -> float:
     if units < 2:
         return 0.0
     weights = None if data.counts is None else data.counts.astype(np.float64)
-    spread = _influence_spread(data.vectors(), weights, units, _gradient(statistic, sums))
+    if statistic.discrete:
+        spread = _jackknife_spread(data, sums, statistic, units)
+    else:
+        spread = _influence_spread(data.vectors(), weights, units, _gradient(statistic, sums))
     estimate = statistic.value(sums)
     step = 1e-6 * max(abs(estimate), 1e-3)
     slope = (statistic.drop(estimate + step) - statistic.drop(estimate - step)) / (2 * step)
@@ -235,6 +241,17 @@ def _influence_spread(x, weights, units, gradient) -> float:
         return float(np.sum(centred * centred))
     mean = float(np.sum(weights * influence) / units)
     return float(np.sum(weights * (influence - mean) ** 2))
+
+
+def _jackknife_spread(data: SumsData, sums, statistic, units) -> float:
+    """The jackknife's counterpart of ``_influence_spread``: (U - 1)² / U² · Σ (θ_(u) - θ̄)², so
+    that ``unit_variance`` is the jackknife variance of the drop times U."""
+    values, weights = _jackknife(data, sums, statistic)
+    weights = np.ones(len(values)) if weights is None else weights
+    if not np.isfinite(values).all():
+        return 0.0
+    mean = float(np.sum(weights * values) / units)
+    return float(np.sum(weights * (values - mean) ** 2)) * (units - 1) ** 2 / units ** 2
 
 
 def _fallback(statistic, estimate, units, confidence, scale, details) -> IntervalResult:

@@ -149,7 +149,7 @@ def test_a_corpus_metric_is_the_function_on_the_whole_set(digits):
     assert result.drop == pytest.approx(expected_reference - expected_candidate, abs=TOL)
     assert result.method == "percentile"
     # below 2,000 samples its comparisons say the percentile interval under-covers
-    assert len(digits.y) < 2000 and "under-covers on small sets" in result.message
+    assert len(digits.y) < 2000 and "under-covers below 2,000 samples" in result.message
     low, high = result.interval
     assert low < high and low <= result.drop <= high
     # deterministic: the same inputs give the same interval
@@ -197,8 +197,9 @@ def test_the_registry_is_clean_between_tests():
 # --- bad registrations and bad functions ---------------------------------------------------------
 
 @pytest.mark.parametrize(("declaration", "match"), [
-    (dict(per_sample=top2_hit, corpus=balanced_accuracy), "exactly one of per_sample= .* or corpus="),
-    (dict(), "exactly one of per_sample= .* or corpus="),
+    (dict(per_sample=top2_hit, corpus=balanced_accuracy),
+     "exactly one of per_sample=.* corpus=.* or corpus_of_classes="),
+    (dict(), "exactly one of per_sample=.* corpus=.* or corpus_of_classes="),
     (dict(per_sample="top2"), "is not callable"),
     (dict(per_sample=top2_hit, kind="corpus"), "per_sample metric's kind is 'binary'.*'continuous'"),
     (dict(corpus=balanced_accuracy, kind="binary"), "corpus metric's kind is 'corpus'"),
