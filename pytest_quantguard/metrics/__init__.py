@@ -35,7 +35,8 @@ _TOP_K = re.compile(r"top([1-9][0-9]*)")
 
 
 def register_metric(name: str, *, per_sample: Callable | None = None,
-                    corpus: Callable | None = None, higher_is_better: bool = True,
+                    corpus: Callable | None = None, corpus_of_classes: Callable | None = None,
+                    higher_is_better: bool = True,
                     kind: str | None = None, relative: bool = False, needs_labels: bool = True,
                     task: str = "classification") -> Metric:
     """Make a metric usable by name (``metric="name"`` in the marker, ``compare()``, ``metrics=``).
@@ -44,14 +45,17 @@ def register_metric(name: str, *, per_sample: Callable | None = None,
     is their mean; ``kind="binary"`` for 0/1 values (1 = right; the 0/1 interval), else
     ``"continuous"`` (BCa). ``corpus(outputs, labels) -> float``: one value for the whole set
     (macro averages, ranking metrics); its interval is a paired percentile bootstrap that calls
-    it twice per resample. ``relative``: the default margin. Registering a name again replaces
+    it twice per resample. ``corpus_of_classes(labels, predicted) -> float``: a whole-set score of
+    the predicted classes (balanced accuracy, MCC, κ; scikit-learn's argument order), resampled as
+    prediction patterns (docs/intervals.md, "Corpus metrics of class predictions"). ``relative``:
+    the default margin. Registering a name again replaces
     the earlier custom metric; built-in names cannot be replaced.
     """
     if name in BUILT_IN or _TOP_K.fullmatch(str(name)):
         raise QuantGuardError(f"register_metric: {name!r} is a built-in metric; choose another name")
     metric = make_metric(name, per_sample=per_sample, corpus=corpus,
-                         higher_is_better=higher_is_better, kind=kind, relative=relative,
-                         needs_labels=needs_labels, task=task)
+                         corpus_of_classes=corpus_of_classes, higher_is_better=higher_is_better,
+                         kind=kind, relative=relative, needs_labels=needs_labels, task=task)
     _CUSTOM[name] = metric
     return metric
 

@@ -16,6 +16,7 @@ from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, matthews
 import pytest_quantguard.metrics as metrics_module
 from pytest_quantguard import compare
 from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.metrics import register_metric
 from pytest_quantguard.metrics.custom import ClassCorpusScores, make_metric
 from pytest_quantguard.simulation.class_corpus import per_call
 from real_models import Digits
@@ -29,7 +30,7 @@ def own_registry(monkeypatch):
 
 
 def register(name: str, **declaration) -> None:
-    metrics_module._CUSTOM[name] = make_metric(name, **declaration)
+    register_metric(name, **declaration)
 
 
 @pytest.fixture(scope="module")
