@@ -16,6 +16,7 @@ from pytest_quantguard.data import ValidationSet
 from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.metrics import Metric
 from pytest_quantguard.metrics.classification import predicted_records
+from pytest_quantguard.metrics.language import REDUCTION_BYTES
 from pytest_quantguard.reference_check import (
     ClassSpace,
     ReferenceCheck,
@@ -73,13 +74,14 @@ SUMMARISED = ("classification", "regression")
 
 
 def infer(dataset: ValidationSet, metrics: list[Metric], reference: Runner,
-          candidates: list[Runner], output: str | int | None, batch_size: int,
+          candidate: Runner | list[Runner], output: str | int | None, batch_size: int,
           cache: ReferenceCache, progress: Callable[[int, int], None] | None = None
-          ) -> list[Inferred]:
-    """Stream the set once through the reference and every candidate (the reference only when
-    every metric's records and its summary are cached and no metric is paired: it then runs once
-    per batch for all candidates); keep only each metric's per-sample records and the
-    reference's summary. One ``Inferred`` per candidate, in order."""
+          ) -> Inferred | list[Inferred]:
+    """Stream the set once through the reference and the candidate, or a list of candidates (the
+    reference unless every metric's records and its summary are cached and no metric is paired;
+    once per batch for all candidates); keep only each metric's per-sample records and the
+    reference's summary. A list gives one ``Inferred`` per candidate, in order."""
+    candidates = candidate if isinstance(candidate, list) else [candidate]
     parts_of_key = {"data": dataset.digest, "output": output, "batch_size": batch_size,
                     "runner": getattr(reference, "settings", None)}
     keys = {metric.key: cache.key(reference.sha256, {**parts_of_key, "metric": metric.key})
@@ -107,13 +109,14 @@ def infer(dataset: ValidationSet, metrics: list[Metric], reference: Runner,
                              else cached[metric.key])
         if metric.key not in cached and not metric.paired:
             cache.put(keys[metric.key], part["reference"])
-    return [Inferred({metric.key: Records(
+    found = [Inferred({metric.key: Records(
         parts[metric.key]["reference"], np.concatenate(parts[metric.key][index]),
         np.concatenate(parts[metric.key][("paired", index)]) if metric.paired else None)
         for metric in metrics}, labels, {"reference": seconds["reference"],
                                          "candidate": seconds[index]},
         status, run_reference, summary, task, getattr(dataset, "ignored_labels", 0))
         for index in range(len(candidates))]
+    return found if isinstance(candidate, list) else found[0]
 
 
 def judged_task(dataset: ValidationSet, metrics: list[Metric]) -> str | None:
@@ -211,7 +214,11 @@ def _prediction(outputs: dict[str, np.ndarray], output: str | int | None, runner
                               f"{list(value.shape)} for a batch of {n} samples; it must have one row "
                               "per sample")
     if np.issubdtype(value.dtype, np.floating):
-        finite = np.isfinite(value.reshape(n, -1)).all(axis=1)
+        # a chunk of rows at a time (docs/metrics.md, "Memory of the reductions")
+        rows = value.reshape(n, -1)
+        step = max(1, REDUCTION_BYTES // max(rows.shape[1], 1))
+        finite = np.concatenate([np.isfinite(rows[start:start + step]).all(axis=1)
+                                 for start in range(0, n, step)])
         if not finite.all():
             bad = batch.ids[~finite]
             raise QuantGuardError(
