@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_quantguard.cache import ReferenceCache
 from pytest_quantguard.data import ValidationSet, as_validation_set
-from pytest_quantguard.errors import QuantGuardWarning
-from pytest_quantguard.inference import infer, stratified_subset
-from pytest_quantguard.judging import DISCORDANT_CAP, Subject, judge, plans
+from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
+from pytest_quantguard.inference import Inferred, infer, stratified_subset
+from pytest_quantguard.judging import DISCORDANT_CAP, Plan, Subject, judge, plans
 from pytest_quantguard.message import SHOWN_SLICES, suspicious_gain_text
 from pytest_quantguard.metrics.custom import CORPUS_SAFE_FROM
 from pytest_quantguard.record import Comparison, Interval
@@ -41,13 +41,16 @@ def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = N
             relative: bool | None = None, confidence: float = default("confidence"),
             gate: str = default("gate"), resamples: int = default("bootstrap"),
             seed: int = default("seed"), output: str | int | None = None,
-            name: str | None = None, **metric_options: Any) -> Comparison:
+            name: str | Sequence[str] | None = None,
+            **metric_options: Any) -> Comparison | tuple[Comparison, ...]:
     """Run both models on ``data``, measure the drop with a paired interval, and give the verdict.
 
     ``reference`` and ``candidate``: a path to a ``.onnx`` file, a torch module or file, or a
-    callable ``f(batch)``. ``data``: a folder, a ``ValidationSet``, ``(inputs, labels)`` or
-    ``inputs``. Nothing here raises on a bad verdict: read ``comparison.verdict`` (the fixture is
-    what fails tests). Keywords beyond the signature:
+    callable ``f(batch)``. ``candidate`` a list of models: the reference runs once per batch for
+    all, and a tuple of comparisons comes back, one per candidate, named by ``name`` (a list, one
+    name each) or by each candidate's file stem (docs/usage.md, "Several candidates"). ``data``:
+    a folder, a ``ValidationSet``, ``(inputs, labels)`` or ``inputs``. Nothing here raises on a
+    bad verdict: read ``comparison.verdict`` (the fixture is what fails tests). Keywords beyond the signature:
 
     - ``max_error_increase=0.2`` (0/1 metrics, instead of ``max_drop``): the candidate's error
       rate may grow by at most 20% of the reference's;
@@ -74,7 +77,8 @@ def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = N
     comparison = run(reference, candidate, data, tolerance,
                      make_execution(resamples=resamples, seed=seed), name=name,
                      metric_options=options)
-    for each in comparison.all():
+    found = comparison if isinstance(comparison, tuple) else (comparison,)
+    for each in (each for one in found for each in one.all()):
         if each.details.get("suspicious_gain"):
             warnings.warn(QuantGuardWarning(suspicious_gain_text(each)), stacklevel=2)
         for check in each.failed_checks:
@@ -84,13 +88,21 @@ def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = N
 
 
 def run(reference: Any, candidate: Any, data: Any, tolerance: Tolerance, execution: Execution, *,
-        name: str | None = None, comparison_id: str | None = None,
+        name: str | Sequence[str] | None = None, comparison_id: str | None = None,
         metric_options: Mapping[str, Any] | None = None,
-        policy: Mapping[str, Any] | None = None) -> Comparison:
+        policy: Mapping[str, Any] | None = None) -> Comparison | tuple[Comparison, ...]:
     """The pipe for checked settings (``compare()`` and the fixture build them): load the set,
-    plan each metric, run both models once, judge each metric; with several metrics the worst
+    plan each metric, run the models once, judge each metric; with several metrics the worst
     comparison is returned and ``metrics`` holds all. ``policy``: the project's floor
-    (``policy.floor``: limits checked in their unit, a ``min_reference`` table)."""
+    (``policy.floor``: limits checked in their unit, a ``min_reference`` table).
+
+    ``candidate`` a list (or tuple) of models: the reference runs once per batch for all of them,
+    and a tuple holds one comparison per candidate, in order, each named by ``name`` (one name per
+    candidate) or ``candidate_names`` and identified as ``<comparison_id>::<name>`` (docs/usage.md,
+    "Several candidates")."""
+    several = isinstance(candidate, (list, tuple))
+    candidates = list(candidate) if several else [candidate]
+    names = candidate_names(candidates, name) if several else [name]
     dataset = as_validation_set(data, base_dir=execution.base_dir)
     full_n = dataset.n
     if execution.max_samples is not None and execution.max_samples < dataset.n:
@@ -98,15 +110,60 @@ def run(reference: Any, candidate: Any, data: Any, tolerance: Tolerance, executi
     planned = plans(tolerance, dataset, dict(metric_options or {}), policy)
     output = tolerance.output if tolerance.output is not None else dataset.manifest.get("output")
     base = execution.base_dir or Path.cwd()
-    subject = _subject(dataset, full_n, make_runner(reference, base_dir=base, role="reference",
-                                                    device=execution.device),
-                       make_runner(candidate, base_dir=base, role="candidate",
-                                   device=execution.device))
-    inferred = infer(dataset, [plan.metric for plan in planned], subject.reference,
-                     subject.candidate, output, min(execution.batch_size, dataset.n),
+    reference_runner = make_runner(reference, base_dir=base, role="reference",
+                                   device=execution.device)
+    runners = [make_runner(each, base_dir=base, role="candidate" if not several else
+                           f"candidate {own!r}", device=execution.device)
+               for each, own in zip(candidates, names, strict=True)]
+    subjects = [_subject(dataset, full_n, reference_runner, runner) for runner in runners]
+    inferred = infer(dataset, [plan.metric for plan in planned], reference_runner, runners, output,
+                     min(execution.batch_size, dataset.n),
                      execution.cache if execution.cache is not None else ReferenceCache(None),
                      execution.progress)
     _warn_about_the_set(dataset)
+    found = tuple(_judged(planned, subject, tolerance, execution, each, own, _own_id(
+        comparison_id, own) if several else comparison_id)
+        for subject, each, own in zip(subjects, inferred, names, strict=True))
+    return found if several else found[0]
+
+
+def candidate_names(candidates: Sequence[Any], name: str | Sequence[str] | None) -> list[str]:
+    """One name per candidate of a list: ``name`` when it is a list of distinct names of the
+    right length; else each candidate's file stem (a path, or a runner's ``path``) when all are
+    distinct, otherwise ``candidate-1``, ``candidate-2``, ... (docs/usage.md, "Several
+    candidates")."""
+    if not candidates:
+        raise QuantGuardError("candidate is an empty list: give at least one candidate model")
+    if isinstance(name, str):
+        raise QuantGuardError(f"name={name!r} names one comparison, but {len(candidates)} "
+                              "candidates are compared: give one name per candidate (name=['int8', "
+                              "'int4']) or none (each candidate's file stem)")
+    if name is not None:
+        names = list(name)
+        if len(names) != len(candidates) or not all(isinstance(each, str) and each
+                                                    for each in names):
+            raise QuantGuardError(f"name={names!r}: give one non-empty string per candidate "
+                                  f"({len(candidates)} candidates)")
+        if len(set(names)) != len(names):
+            raise QuantGuardError(f"name={names!r}: the names must be distinct")
+        return names
+    stems = []
+    for each in candidates:
+        path = each if isinstance(each, (str, Path)) else getattr(each, "path", None)
+        stems.append(Path(path).stem if isinstance(path, (str, Path)) and str(path) else None)
+    if None in stems or len(set(stems)) != len(stems):
+        return [f"candidate-{index}" for index in range(1, len(candidates) + 1)]
+    return stems
+
+
+def _own_id(comparison_id: str | None, own: str) -> str:
+    return f"{comparison_id}::{own}" if comparison_id else own
+
+
+def _judged(planned: list[Plan], subject: Subject, tolerance: Tolerance, execution: Execution,
+            inferred: Inferred, name: str | None, comparison_id: str | None) -> Comparison:
+    """One candidate's comparison: each metric judged; with several metrics the worst, holding
+    all in ``metrics``."""
     several = tolerance.metrics is not None
     comparisons = [judge(plan, subject, tolerance, execution, inferred,
                          **_identity(plan.metric.key, name, comparison_id, several))

@@ -68,7 +68,9 @@ class QuantModel:
 
 class QuantCompare:
     """``quant_compare(reference, candidate, *, data=None, metric=None, output=None, name=None,
-    **keywords) -> Comparison``: fails the test unless the verdict is ``ship``."""
+    **keywords) -> Comparison``: fails the test unless the verdict is ``ship``. A list of
+    candidates gives a tuple of comparisons, one recorded per candidate; the test fails, after
+    all are recorded, unless every one ships (docs/usage.md, "Several candidates")."""
 
     def __init__(self, state, request: pytest.FixtureRequest):
         self.state = state
@@ -78,21 +80,25 @@ class QuantCompare:
 
     def __call__(self, reference: Any, candidate: Any, *, data: Any = None,
                  metric: str | None = None, output: str | int | None = None,
-                 name: str | None = None, **keywords: Any):
+                 name: str | list[str] | None = None, **keywords: Any):
         __tracebackhide__ = True
         comparison, overrides = fail_on_error(self._run, reference, candidate, data,
                                               dict(keywords, metric=metric, output=output), name)
-        for each in comparison.all():
+        found = [each for one in (comparison if isinstance(comparison, tuple) else (comparison,))
+                 for each in one.all()]
+        for each in found:
             self._record(each, overrides)
-        self._fail_unless_shipped(comparison)
+        self._fail_unless_shipped(found)
         return comparison
 
     def _run(self, reference: Any, candidate: Any, data: Any, keywords: dict[str, Any],
-             name: str | None):
+             name: str | list[str] | None):
         """The test's layers -> a Tolerance (policy-checked) -> the pipe."""
-        from pytest_quantguard.comparison import run
+        from pytest_quantguard.comparison import candidate_names, run
 
-        self._check_name(name)
+        several = isinstance(candidate, (list, tuple))
+        for own in candidate_names(list(candidate), name) if several else [name]:
+            self._check_name(own)
         options = self.state.options
         call = {key: keywords.pop(key) for key in TOLERANCE_KEYS if key in keywords}
         tolerance = resolve_tolerance(options.tolerance(),
@@ -104,7 +110,8 @@ class QuantCompare:
             self.item.stash.setdefault(VIOLATIONS_KEY, []).extend(found)
             raise QuantGuardError("the project's policy forbids this: " + "; ".join(
                 violation["message"] for violation in found))
-        comparison_id = self.item.nodeid if name is None else f"{self.item.nodeid}::{name}"
+        comparison_id = self.item.nodeid if name is None or several else \
+            f"{self.item.nodeid}::{name}"  # several: <nodeid>::<each candidate's name>
         execution = options.execution(base_dir=self.state.rootpath,
                                       cache=self.state.reference_cache(),
                                       progress=progress_reporter(self.state, self.request.config,
@@ -114,17 +121,17 @@ class QuantCompare:
                          policy=policy.floor(options))
         return comparison, tolerance.overrides()
 
-    def _fail_unless_shipped(self, comparison) -> None:
-        """Warn about suspicious gains; fail unless every metric ships and every check of the
-        reference passed (an inconclusive verdict only warns with quant_inconclusive = warn; a
-        failed check always fails: docs/verdict.md, "Checks of the reference")."""
+    def _fail_unless_shipped(self, found: list) -> None:
+        """Warn about suspicious gains; fail unless every metric of every candidate ships and every
+        check of the reference passed (an inconclusive verdict only warns with quant_inconclusive
+        = warn; a failed check always fails: docs/verdict.md, "Checks of the reference")."""
         __tracebackhide__ = True
         from pytest_quantguard.message import suspicious_gain_text
 
-        for each in comparison.all():  # after recording: under -W error the figures are kept
+        for each in found:  # after recording: under -W error the figures are kept
             if each.details.get("suspicious_gain"):
                 warnings.warn(QuantGuardWarning(suspicious_gain_text(each)), stacklevel=3)
-        failing = [each for each in comparison.all() if not each.passed]
+        failing = [each for each in found if not each.passed]
         if not failing:
             return
         if all(each.verdict == "inconclusive" and not each.failed_checks for each in failing) \

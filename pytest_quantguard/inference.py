@@ -16,6 +16,7 @@ from pytest_quantguard.data import ValidationSet
 from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.metrics import Metric
 from pytest_quantguard.metrics.classification import predicted_records
+from pytest_quantguard.metrics.language import REDUCTION_BYTES
 from pytest_quantguard.reference_check import (
     ClassSpace,
     ReferenceCheck,
@@ -72,12 +73,15 @@ class Inferred:
 SUMMARISED = ("classification", "regression")
 
 
-def infer(dataset: ValidationSet, metrics: list[Metric], reference: Runner, candidate: Runner,
-          output: str | int | None, batch_size: int, cache: ReferenceCache,
-          progress: Callable[[int, int], None] | None = None) -> Inferred:
-    """Stream the set once through both models (the reference only when every metric's records
-    and its summary are cached and no metric is paired); keep only each metric's per-sample
-    records and the reference's summary."""
+def infer(dataset: ValidationSet, metrics: list[Metric], reference: Runner,
+          candidate: Runner | list[Runner], output: str | int | None, batch_size: int,
+          cache: ReferenceCache, progress: Callable[[int, int], None] | None = None
+          ) -> Inferred | list[Inferred]:
+    """Stream the set once through the reference and the candidate, or a list of candidates (the
+    reference unless every metric's records and its summary are cached and no metric is paired;
+    once per batch for all candidates); keep only each metric's per-sample records and the
+    reference's summary. A list gives one ``Inferred`` per candidate, in order."""
+    candidates = candidate if isinstance(candidate, list) else [candidate]
     parts_of_key = {"data": dataset.digest, "output": output, "batch_size": batch_size,
                     "runner": getattr(reference, "settings", None)}
     keys = {metric.key: cache.key(reference.sha256, {**parts_of_key, "metric": metric.key})
@@ -93,24 +97,26 @@ def infer(dataset: ValidationSet, metrics: list[Metric], reference: Runner, cand
     summary_key = cache.key(reference.sha256, {**parts_of_key, "metric": "reference-summary"})
     summary = cache.get(summary_key, dataset.n)[0] if summarised else None
     run_reference = len(cached) < len(metrics) or (summarised and summary is None)
-    roles = [("reference", reference), ("candidate", candidate)] if run_reference else [
-        ("candidate", candidate)]
+    roles = [*([("reference", reference)] if run_reference else []), *enumerate(candidates)]
     parts, labels, seconds, streamed = _stream(dataset, metrics, roles, output, batch_size,
                                                progress, task)
     if summarised and summary is None and streamed is not None:
         summary = streamed
         cache.put(summary_key, summary)
-    records = {}
     for metric in metrics:
         part = parts[metric.key]
-        reference_records = (np.concatenate(part["reference"]) if part["reference"]
+        part["reference"] = (np.concatenate(part["reference"]) if part["reference"]
                              else cached[metric.key])
         if metric.key not in cached and not metric.paired:
-            cache.put(keys[metric.key], reference_records)
-        records[metric.key] = Records(reference_records, np.concatenate(part["candidate"]),
-                                      np.concatenate(part["paired"]) if part["paired"] else None)
-    return Inferred(records, labels, seconds, status, run_reference, summary, task,
-                    getattr(dataset, "ignored_labels", 0))
+            cache.put(keys[metric.key], part["reference"])
+    found = [Inferred({metric.key: Records(
+        parts[metric.key]["reference"], np.concatenate(parts[metric.key][index]),
+        np.concatenate(parts[metric.key][("paired", index)]) if metric.paired else None)
+        for metric in metrics}, labels, {"reference": seconds["reference"],
+                                         "candidate": seconds[index]},
+        status, run_reference, summary, task, getattr(dataset, "ignored_labels", 0))
+        for index in range(len(candidates))]
+    return found if isinstance(candidate, list) else found[0]
 
 
 def judged_task(dataset: ValidationSet, metrics: list[Metric]) -> str | None:
@@ -125,16 +131,20 @@ def judged_task(dataset: ValidationSet, metrics: list[Metric]) -> str | None:
     return "regression" if dataset.task == "classification" and "regression" in tasks else None
 
 
-def _stream(dataset: ValidationSet, metrics: list[Metric], roles: list[tuple[str, Runner]],
+def _stream(dataset: ValidationSet, metrics: list[Metric], roles: list[tuple[Any, Runner]],
             output: str | int | None, batch_size: int,
             progress: Callable[[int, int], None] | None, task: str | None):
-    """The batch loop: run each model, reduce each metric's records, time the models; note the
-    classes each model's output can name and summarise the reference per sample."""
-    parts: dict[str, dict[str, list[np.ndarray]]] = {
-        metric.key: {"reference": [], "candidate": [], "paired": []} for metric in metrics}
+    """The batch loop: run each model (``roles``: "reference" and each candidate's index), reduce
+    each metric's records (a paired metric's against the reference's output of the same batch),
+    time the models; note the classes each model's output can name and summarise the reference
+    per sample."""
+    candidates = [role for role, _ in roles if role != "reference"]
+    parts: dict[str, dict[Any, list[np.ndarray]]] = {metric.key: {
+        role: [] for role in ["reference", *candidates, *(("paired", index) for index in candidates)]}
+        for metric in metrics}
     labels: list[np.ndarray] = []
-    seconds = {"reference": 0.0, "candidate": 0.0}
-    space: ClassSpace | None = None  # the classes both models' prediction outputs can name
+    seconds = {role: 0.0 for role in ["reference", *candidates]}
+    spaces: dict[Any, ClassSpace | None] = {}  # the classes each model's prediction can name
     summaries: list[np.ndarray] | None = [] if task in SUMMARISED else None
     for batch in dataset.batches(batch_size):
         predictions = {}
@@ -142,10 +152,10 @@ def _stream(dataset: ValidationSet, metrics: list[Metric], roles: list[tuple[str
             start = time.perf_counter()
             outputs = runner(batch.inputs)
             seconds[role] += time.perf_counter() - start
-            predictions[role] = _prediction(outputs, output, runner, role, len(batch), batch)
+            predictions[role] = _prediction(outputs, output, runner, _role_name(role),
+                                            len(batch), batch)
             if task == "classification":
-                found = class_space(predictions[role])
-                space = found if space is None else space.merge(found)
+                spaces[role] = _merged(spaces.get(role), class_space(predictions[role]))
         if summaries is not None and "reference" in predictions:
             summarised = _summarise(predictions["reference"], task)
             if summarised is None:
@@ -156,18 +166,27 @@ def _stream(dataset: ValidationSet, metrics: list[Metric], roles: list[tuple[str
             for role in predictions:
                 parts[metric.key][role].append(
                     metric.reduce(predictions[role], batch.labels, batch))
-            if metric.paired:
-                parts[metric.key]["paired"].append(metric.reduce_pair(
-                    predictions["reference"], predictions["candidate"], batch.labels, batch))
+            for index in candidates if metric.paired else ():
+                parts[metric.key][("paired", index)].append(metric.reduce_pair(
+                    predictions["reference"], predictions[index], batch.labels, batch))
         if batch.labels is not None:
             labels.append(batch.labels)
         if progress is not None:
             progress(int(batch.ids[-1]) + 1, dataset.n)
     all_labels = np.concatenate(labels) if labels else None
-    if task == "classification":
-        check_label_space(all_labels, space, dataset.description)
+    for index in candidates if task == "classification" else ():
+        check_label_space(all_labels, _merged(spaces.get("reference"), spaces[index]),
+                          dataset.description)
     summary = np.concatenate(summaries) if summaries else None
     return parts, all_labels, seconds, summary
+
+
+def _role_name(role: Any) -> str:
+    return "reference" if role == "reference" else "candidate"
+
+
+def _merged(space: ClassSpace | None, found: ClassSpace | None) -> ClassSpace | None:
+    return found if space is None else space.merge(found)
 
 
 def _summarise(prediction: np.ndarray, task: str) -> np.ndarray | None:
@@ -195,7 +214,11 @@ def _prediction(outputs: dict[str, np.ndarray], output: str | int | None, runner
                               f"{list(value.shape)} for a batch of {n} samples; it must have one row "
                               "per sample")
     if np.issubdtype(value.dtype, np.floating):
-        finite = np.isfinite(value.reshape(n, -1)).all(axis=1)
+        # a chunk of rows at a time (docs/metrics.md, "Memory of the reductions")
+        rows = value.reshape(n, -1)
+        step = max(1, REDUCTION_BYTES // max(rows.shape[1], 1))
+        finite = np.concatenate([np.isfinite(rows[start:start + step]).all(axis=1)
+                                 for start in range(0, n, step)])
         if not finite.all():
             bad = batch.ids[~finite]
             raise QuantGuardError(

@@ -37,7 +37,7 @@ from pytest_quantguard.metrics.base import (
     variance_sizing,
 )
 from pytest_quantguard.metrics.classification import predicted_classes, predicted_records
-from pytest_quantguard.metrics.language import token_mask
+from pytest_quantguard.metrics.language import REDUCTION_BYTES, token_chunks, token_mask
 from pytest_quantguard.stats.families import difference_interval
 from pytest_quantguard.stats.paired_binary import wilson_interval
 from pytest_quantguard.stats.result import IntervalResult
@@ -59,38 +59,70 @@ class Agreement(Metric):
 
 
 def _pool(values: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
+    """Pool (samples, tokens, features) over the unmasked tokens, float64, over chunks of samples
+    (docs/metrics.md, "Memory of the reductions")."""
+    samples, tokens, features = values.shape
+    pooled = np.empty((samples, features))
+    step = max(1, REDUCTION_BYTES // max(2 * tokens * features * 8, 1))
+    for start in range(0, samples, step):
+        rows = slice(start, start + step)
+        pooled[rows] = _pool_rows(values[rows], mask[rows], pooling)
+    return pooled
+
+
+def _pool_rows(values: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
     weights = mask[..., None]
-    if pooling == "mean":
-        return (values * weights).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)[:, None]
-    if pooling == "max":
-        return np.where(weights, values, -np.inf).max(axis=1)
     positions = np.arange(mask.shape[1])[None, :]
     if pooling == "first":
         index = np.where(mask, positions, mask.shape[1]).min(axis=1)
-    else:
+    elif pooling == "last":
         index = np.where(mask, positions, -1).max(axis=1)
+    else:
+        values = values.astype(np.float64)
+        if pooling == "mean":
+            return (values * weights).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)[:, None]
+        return np.where(weights, values, -np.inf).max(axis=1)
     return values[np.arange(len(values)), np.clip(index, 0, mask.shape[1] - 1)]
+
+
+def _token_figures(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Per position of (samples, tokens, features) outputs: the reference's norm, the
+    candidate's, their dot product and the norm of their difference, (4, samples, tokens) in
+    float64, over chunks of tokens (two float64 copies of a chunk at a time)."""
+    samples, tokens, _ = reference.shape
+    figures = np.empty((4, samples * tokens))
+    for start, (ref, cand) in token_chunks((reference, candidate), 2, 8):
+        stop = start + len(ref)
+        ref, cand = ref.astype(np.float64), cand.astype(np.float64)
+        figures[0, start:stop] = np.einsum("ij,ij->i", ref, ref)
+        figures[1, start:stop] = np.einsum("ij,ij->i", cand, cand)
+        figures[2, start:stop] = np.einsum("ij,ij->i", ref, cand)
+        cand -= ref
+        figures[3, start:stop] = np.einsum("ij,ij->i", cand, cand)
+        del ref, cand  # before the next chunk's
+    figures[[0, 1, 3]] = np.sqrt(figures[[0, 1, 3]])
+    return figures.reshape(4, samples, tokens)
 
 
 @dataclass(frozen=True)
 class Similarity(Metric):
     """Per-sample cosine similarity or relative error of the candidate's output to the
-    reference's (paired: computed batch by batch from both outputs)."""
+    reference's (paired: computed batch by batch from both outputs, over chunks of tokens)."""
 
     def reduce(self, output, labels, batch):
         return np.zeros((len(output), 0))
 
     def _vectors(self, reference, candidate, batch):
-        reference = np.asarray(reference, dtype=np.float64)
-        candidate = np.asarray(candidate, dtype=np.float64)
+        """Both outputs as (samples, tokens, features) (pooled: one token) and the token mask."""
+        reference, candidate = np.asarray(reference), np.asarray(candidate)
         if reference.shape != candidate.shape:
             raise QuantGuardError(f"{self.name}: the reference's output has shape "
                                   f"{list(reference.shape)} and the candidate's "
                                   f"{list(candidate.shape)}; they must match")
-        if reference.ndim == 1:
-            reference, candidate = reference[:, None], candidate[:, None]
-        if reference.ndim == 2:
-            return reference[:, None, :], candidate[:, None, :], np.ones((len(reference), 1), bool)
+        if reference.ndim <= 2:
+            shape = (len(reference), 1, -1)
+            return (reference.reshape(shape), candidate.reshape(shape),
+                    np.ones((len(reference), 1), bool))
         if reference.ndim > 3:  # (batch, tokens, ...): flatten the features
             reference = reference.reshape(*reference.shape[:2], -1)
             candidate = candidate.reshape(*candidate.shape[:2], -1)
@@ -112,12 +144,10 @@ class Similarity(Metric):
             raise QuantGuardError(f"{self.name}: pooling must be one of {', '.join(POOLINGS)}, got "
                                   f"{pooling!r}")
         reference, candidate, mask = self._vectors(reference, candidate, batch)
-        ref_norm = np.linalg.norm(reference, axis=-1)
-        difference = np.linalg.norm(candidate - reference, axis=-1)
+        ref_norm, cand_norm, dot, difference = _token_figures(reference, candidate)
         with np.errstate(divide="ignore", invalid="ignore"):
             if self.name == "cosine":
-                cand_norm = np.linalg.norm(candidate, axis=-1)
-                value = (reference * candidate).sum(axis=-1) / (ref_norm * cand_norm)
+                value = dot / (ref_norm * cand_norm)
                 # zero vectors: identical ones agree fully, otherwise no similarity
                 value = np.where((ref_norm == 0) | (cand_norm == 0),
                                  np.where(difference == 0, 1.0, 0.0), value)

@@ -47,11 +47,80 @@ def token_mask(batch, shape: tuple[int, int], targets: np.ndarray | None, name: 
     return mask
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    logits = logits.astype(np.float64)
-    top = logits.max(axis=-1, keepdims=True)
-    shifted = logits - top
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+# No temporary array of a reduction (the copies and intermediates of one chunk together) is larger
+# than this (docs/metrics.md, "Memory of the reductions").
+REDUCTION_BYTES = 64 * 2**20
+
+
+def token_chunks(arrays: tuple[np.ndarray, ...], temporaries: int, itemsize: int):
+    """``(start, views)`` over the positions of (samples, tokens, features) arrays of one shape,
+    flattened in order, each view small enough that ``temporaries`` working copies of it in
+    ``itemsize``-byte floats fit ``REDUCTION_BYTES``: views, never copies of the arrays."""
+    samples, tokens, features = arrays[0].shape
+    step = max(1, REDUCTION_BYTES // max(temporaries * features * itemsize, 1))
+    if all(array.flags.c_contiguous for array in arrays):
+        flat = [array.reshape(samples * tokens, features) for array in arrays]
+        for start in range(0, samples * tokens, step):
+            yield start, tuple(each[start:start + step] for each in flat)
+        return
+    for row in range(samples):
+        for start in range(0, tokens, step):
+            yield row * tokens + start, tuple(array[row, start:start + step] for array in arrays)
+
+
+def _working(dtype: np.dtype) -> type:
+    """The precision logits are reduced in: float32 (float64 logits stay float64); sums over the
+    vocabulary accumulate in float64."""
+    return np.float64 if dtype == np.float64 else np.float32
+
+
+def _exp_shifted(rows: np.ndarray, work: type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """exp(rows - max of each row) in ``work`` precision (one new chunk-sized array), its sum per
+    row and the log-sum-exp of each row, both float64 (stable: the maximum is shifted out)."""
+    shifted = rows.astype(work, copy=True)
+    top = shifted.max(axis=-1, keepdims=True)
+    shifted -= top
+    np.exp(shifted, out=shifted)
+    total = shifted.sum(axis=-1, dtype=np.float64)
+    return shifted, total, top[:, 0].astype(np.float64) + np.log(total)
+
+
+def token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per-token NLL (samples, tokens), float64, of ``targets`` (clipped to >= 0) under
+    ``logits`` (samples, tokens, vocabulary), reduced over chunks of tokens."""
+    samples, tokens, _ = logits.shape
+    work = _working(logits.dtype)
+    flat_targets = np.clip(targets, 0, None).reshape(-1)
+    nll = np.empty(samples * tokens)
+    for start, (rows,) in token_chunks((logits,), 1, np.dtype(work).itemsize):
+        stop = start + len(rows)
+        log_total = _exp_shifted(rows, work)[2]
+        picked = rows[np.arange(len(rows)), flat_targets[start:stop]].astype(np.float64)
+        nll[start:stop] = log_total - picked
+    return nll.reshape(samples, tokens)
+
+
+def token_agreement_kl(reference: np.ndarray, candidate: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per token (samples, tokens): whether both models' top tokens agree, and KL(reference ||
+    candidate) = sum p_ref * (ref - cand) - (lse_ref - lse_cand), float64; over chunks of
+    tokens."""
+    samples, tokens, _ = reference.shape
+    work = _working(np.result_type(reference.dtype, candidate.dtype))
+    agree = np.empty(samples * tokens, dtype=bool)
+    kl = np.empty(samples * tokens)
+    chunks = token_chunks((reference, candidate), 2, np.dtype(work).itemsize)
+    for start, (ref, cand) in chunks:  # two chunk-sized arrays at a time
+        stop = start + len(ref)
+        agree[start:stop] = ref.argmax(axis=-1) == cand.argmax(axis=-1)
+        log_cand = _exp_shifted(cand, work)[2]
+        probs, total, log_ref = _exp_shifted(ref, work)
+        probs /= total.astype(work)[:, None]
+        difference = np.subtract(ref, cand, dtype=work)
+        difference *= probs
+        kl[start:stop] = difference.sum(axis=-1, dtype=np.float64) - (log_ref - log_cand)
+        del probs, difference  # before the next chunk's
+    return agree.reshape(samples, tokens), kl.reshape(samples, tokens)
 
 
 @dataclass(frozen=True)
@@ -80,9 +149,7 @@ class Perplexity(Metric):
         if output.ndim == 3:  # logits (batch, tokens, vocabulary)
             targets = self._targets(output, labels)
             mask = token_mask(batch, output.shape[:2], targets, self.name)
-            log_probs = _log_softmax(output)
-            picked = np.take_along_axis(log_probs, np.clip(targets, 0, None)[..., None], axis=-1)
-            return -picked[..., 0], mask
+            return token_nll(output, targets), mask
         if output.ndim == 2:  # per-token NLL (batch, tokens)
             targets = None
             if labels is not None and np.asarray(labels).shape == output.shape:
@@ -108,9 +175,7 @@ class Perplexity(Metric):
             return np.full((len(reference), 3), np.nan)
         targets = None if labels is None else self._targets(reference, labels)
         mask = token_mask(batch, reference.shape[:2], targets, self.name)
-        agree = np.argmax(reference, axis=-1) == np.argmax(candidate, axis=-1)
-        log_ref, log_cand = _log_softmax(reference), _log_softmax(candidate)
-        kl = (np.exp(log_ref) * (log_ref - log_cand)).sum(axis=-1)
+        agree, kl = token_agreement_kl(reference, candidate)
         return np.stack([(agree & mask).sum(axis=1), np.where(mask, kl, 0.0).sum(axis=1),
                          mask.sum(axis=1)], axis=1).astype(np.float64)
 

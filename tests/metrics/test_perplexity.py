@@ -409,8 +409,10 @@ def test_a_folder_on_disk_gives_the_torch_perplexity(corpus, tmp_path):
     cand_logits = torch.cat([torch_logits(corpus.candidate, ids[rows], mask[rows]) for rows in shards])
     expected_cand = torch_perplexity(cand_logits, targets)
     assert from_folder.candidate_score == pytest.approx(expected_cand, rel=1e-6)
+    # logits are reduced in float32 with float64 sums (docs/metrics.md, "Memory of the
+    # reductions"): each perplexity is exact to about 1e-9 relative, and so is the drop
     assert from_folder.drop == pytest.approx(expected_cand / in_memory.reference_score - 1,
-                                             rel=1e-6, abs=1e-9)
+                                             rel=1e-6, abs=1e-8)
 
     grouped = compare(corpus.reference, corpus.candidate,
                       data=write_folder(tmp_path / "chunks", corpus.chunks, corpus.documents, 1))
