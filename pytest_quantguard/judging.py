@@ -164,6 +164,10 @@ def _reference_floors(key: str | None, metric: Metric, tolerance: Tolerance,
                                       f"{', '.join(tolerance.metrics)}: give one per metric, e.g. "
                                       "{'accuracy': 0.9, 'macro_f1': 0.85}")
             floors.append((float(given), where))
+    for value, where in floors:
+        if metric.bounded and value > 1:
+            raise QuantGuardError(f"{where} = {value:g}: {metric.name} is scored in [0, 1], so "
+                                  f"the reference can never reach it; did you mean {value / 100:g}?")
     return tuple(floors)
 
 

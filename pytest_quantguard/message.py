@@ -64,8 +64,11 @@ def message(judgement: Judgement) -> str:
     j = judgement
     fmt, low, high = j.fmt, j.evaluation.interval.low, j.evaluation.interval.high
     dataset = j.subject.dataset
+    failed = [check for check in j.checks if not check["passed"]]
     lines = [
-        f"quantguard verdict: {j.verdict} (candidate {j.subject.candidate.description} vs "
+        f"quantguard verdict: {j.verdict}"
+        + (" (but a check of the reference FAILED: the gate fails)" if failed else "")
+        + f" (candidate {j.subject.candidate.description} vs "
         f"reference {j.subject.reference.description} on {dataset.description}, n={dataset.n}"
         + (f", {dataset.n_groups} groups" if dataset.n_groups else "") + ")",
         "  {}: reference {}, candidate {}".format(j.metric.key, *score_texts(
@@ -157,6 +160,9 @@ def _method_lines(method: str, groups: int | None) -> list[str]:
 def remedy(j: Judgement) -> str:
     """What to do: for an inconclusive verdict, how many samples would resolve it (or why more
     data will not help); else the verdict's standing remedy."""
+    if any(not check["passed"] for check in j.checks):
+        return ("fix the data or the reference first (the failed check above): until the "
+                "reference is right on these labels, no verdict about the quantization holds")
     if j.verdict != Verdict.INCONCLUSIVE:
         return REMEDIES[j.verdict]
     if j.culprit is not None:

@@ -119,9 +119,11 @@ def test_the_test_fails_with_its_own_rule_line_and_the_record_keeps_ship(pyteste
                                 "--quant-markdown", "summary.md")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "*quantguard verdict: ship (candidate models/int8.onnx*",
+        "*quantguard verdict: ship (but a check of the reference FAILED: the gate fails) "
+        "(candidate models/int8.onnx*",
         f"*FAILED check: min_reference: the reference scores 0.9766 < 0.99 ({where}) on this data: "
-        "the data or the reference is wrong, not the quantization*"])
+        "the data or the reference is wrong, not the quantization*",
+        "*remedy: fix the data or the reference first*"])
     report = json.loads((pytester.path / "report.json").read_text())
     Draft202012Validator(load_schema()).validate(report)
     [record] = report["comparisons"]
@@ -130,3 +132,10 @@ def test_the_test_fails_with_its_own_rule_line_and_the_record_keeps_ship(pyteste
     assert report["summary"]["passed"] is False
     markdown = (pytester.path / "summary.md").read_text()
     assert "### Failed checks of the reference" in markdown and "**FAIL** ship" in markdown
+
+
+def test_a_floor_typed_in_percent_is_refused_with_the_fraction_meant(digits):
+    predict, data = digits
+    with pytest.raises(QuantGuardError, match=r"min_reference.* = 97: accuracy is scored in \[0, 1\], "
+                                              r"so the reference can never reach it; did you mean 0\.97\?"):
+        compare(predict, predict, data=data, min_reference=97, **FAST)
