@@ -7,6 +7,8 @@ Imported by the plugin on first use of a fixture, never at plugin load: nothing 
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from pytest_quantguard import policy
 from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 from pytest_quantguard.settings import TOLERANCE_KEYS, check_layer, resolve_tolerance
 
+PACKAGE = Path(__file__).resolve().parent
 NO_DATA = ("no validation data: pass --quant-data DIR, set quant_data = DIR in the ini file "
            "(pytest.ini, tox.ini, setup.cfg or pyproject.toml), or give data= to quant_compare")
 PROGRESS_AFTER_S = 2.0  # a comparison shorter than this shows no progress at all
@@ -35,10 +38,30 @@ def fail_on_error(call: Callable[..., Any], *args: Any, prefix: str = "quantguar
     failure is raised outside the ``except``, so no chained traceback is shown."""
     __tracebackhide__ = True
     try:
-        return call(*args, **kwargs)
+        with _warnings_at_the_callers_line(sys._getframe(1)):
+            return call(*args, **kwargs)
     except QuantGuardError as error:
         failure = f"{prefix}{error}"
     _fail(failure)
+
+
+@contextlib.contextmanager
+def _warnings_at_the_callers_line(caller):
+    """QuantGuardWarnings raised in the pipe point at the test's line that called the fixture, not
+    into this package; other warnings keep their own place. Re-issued through the filters in force
+    (``-W error`` still turns them into failures)."""
+    while caller is not None and Path(caller.f_code.co_filename).resolve().is_relative_to(PACKAGE):
+        caller = caller.f_back
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for each in caught:
+        if issubclass(each.category, QuantGuardWarning) and caller is not None:
+            warnings.warn_explicit(each.message, each.category, caller.f_code.co_filename,
+                                   caller.f_lineno, module=caller.f_globals.get("__name__"),
+                                   registry=caller.f_globals.setdefault("__warningregistry__", {}))
+        else:
+            warnings.warn_explicit(each.message, each.category, each.filename, each.lineno)
 
 
 def _fail(message: str) -> NoReturn:

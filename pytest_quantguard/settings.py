@@ -220,7 +220,7 @@ def describe_source(key: str, layer: str | None, where: str = "") -> str:
     setting = BY_KEY[key]
     return {INI: f"{setting.ini} (ini file)", CLI: f"{setting.flag} (command line)",
             MARKER: f"@quant_tolerance({key}=...)",
-            CALL: f"{where}({key}=...)" if where else f"{key}= (the call's keyword)"}.get(
+            CALL: f"{where}({key}=...)" if where else f"the call's {key}"}.get(
                 layer or "", f"{key} (the default)")
 
 

@@ -37,15 +37,15 @@ def diabetes():
 
 
 @pytest.mark.parametrize(("keywords", "message"), [
-    (dict(max_drop=1), r"max_drop= \(the call's keyword\) = 1 is a limit of 100 % on accuracy.*"
+    (dict(max_drop=1), r"the call's max_drop = 1 is a limit of 100 % on accuracy.*"
                        r"0\.01 = 1 point; did you mean 0\.01\?"),
-    (dict(max_drop=5.0), r"max_drop=.* = 5 .*did you mean 0\.05\?"),
-    (dict(metrics={"accuracy": 2}), r"metrics= \(the call's keyword\) = 2 .*did you mean 0\.02"),
-    (dict(slice_max_drop=3), r"slice_max_drop= .* = 3 .*did you mean 0\.03"),
-    (dict(qat_limit=3), r"qat_limit= .* = 3 .*did you mean 0\.03"),
-    (dict(max_drop=1.5, relative=True), r"max_drop= .* = 1\.5 is a limit of 150 %.*"
+    (dict(max_drop=5.0), r"the call's max_drop = 5 .*did you mean 0\.05\?"),
+    (dict(metrics={"accuracy": 2}), r"the call's metrics = 2 .*did you mean 0\.02"),
+    (dict(slice_max_drop=3), r"the call's slice_max_drop = 3 .*did you mean 0\.03"),
+    (dict(qat_limit=3), r"the call's qat_limit = 3 .*did you mean 0\.03"),
+    (dict(max_drop=1.5, relative=True), r"the call's max_drop = 1\.5 is a limit of 150 %.*"
                                         r"0\.01 = 1 %; did you mean 0\.015\?"),
-    (dict(max_error_increase=1.5), r"max_error_increase= .* = 1\.5 .*did you mean 0\.015"),
+    (dict(max_error_increase=1.5), r"the call's max_error_increase = 1\.5 .*did you mean 0\.015"),
     (dict(metric="cosine", max_drop=1), r"on cosine.*scored in \[0, 1\]"),
     (dict(metric="agreement", max_drop=2), r"on agreement.*did you mean 0\.02"),
 ])
@@ -61,14 +61,14 @@ def test_a_metric_in_its_own_units_takes_a_limit_above_one(diabetes):
     result = compare(reference, candidate, data=data, max_drop=5, qat_limit=15, relative=False,
                      **FAST)
     assert result.metric == "rmse" and result.max_drop == 5
-    with pytest.raises(QuantGuardError, match=r"max_drop= .* = 1\.5 is a limit of 150 % on rmse.*"
+    with pytest.raises(QuantGuardError, match=r"the call's max_drop = 1\.5 is a limit of 150 % on rmse.*"
                                               r"0\.01 = 1 %; did you mean 0\.015\?"):
         compare(reference, candidate, data=data, max_drop=1.5, relative=True, **FAST)
 
 
 @pytest.mark.parametrize(("keywords", "message"), [
-    (dict(max_drop=0.2, qat_limit=0.5), r"max_drop= .* = 0\.2 lets accuracy lose up to 20 points"),
-    (dict(max_drop=0.01, slice_max_drop=0.15), r"slice_max_drop= .* = 0\.15 lets accuracy lose up "
+    (dict(max_drop=0.2, qat_limit=0.5), r"the call's max_drop = 0\.2 lets accuracy lose up to 20 points"),
+    (dict(max_drop=0.01, slice_max_drop=0.15), r"the call's slice_max_drop = 0\.15 lets accuracy lose up "
                                                r"to 15 points"),
 ])
 def test_a_wide_absolute_limit_on_a_unit_score_warns(digits, keywords, message):
@@ -132,3 +132,18 @@ def test_every_limit_states_its_unit_in_help(pytester):
     for flag in ("--quant-max-drop=X", "--quant-qat-limit=X"):
         after = text.split(flag, 1)[1][:400]
         assert "0.01 = 1 point" in after and "0.01 = 1 percent" in after, after
+
+
+def test_a_warning_points_at_the_tests_own_line(pytester, example):
+    """Not into the plugin (fixture.py): the warnings summary names the line that called
+    quant_compare."""
+    pytester.makepyfile(test_band='''
+def test_band(quant_compare):
+    x = 1
+    quant_compare("models/fp32.onnx", "models/int8.onnx", max_drop=0.05, qat_limit=0.05)
+''')
+    result = pytester.runpytest("--quant-data", "prod_val", "-p", "no:cacheprovider",
+                                "-W", "always::pytest_quantguard.QuantGuardWarning")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_band.py:3: QuantGuardWarning*try-qat band is empty*"])
+    assert "fixture.py" not in result.stdout.str()
