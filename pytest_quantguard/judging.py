@@ -219,7 +219,8 @@ def _check_fit(metric: Metric, dataset: ValidationSet) -> None:
     if metric.needs_labels and not dataset.has_labels:
         raise QuantGuardError(f"{dataset.first_file}: metric {metric.name!r} needs labels, and the "
                               "validation set has none; save them beside the inputs "
-                              "(np.savez(path, inputs=x, labels=y)), or gate label-free with "
+                              "(np.savez(path, inputs=x, labels=y)), name the array that holds "
+                              "them in quantguard.toml (labels = \"y\"), or gate label-free with "
                               "metric='agreement', 'cosine' or 'rel_error'")
 
 
