@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pytest_quantguard.batching import choose_batch, first_sample_shapes
 from pytest_quantguard.cache import ReferenceCache
 from pytest_quantguard.data import ValidationSet, as_validation_set
 from pytest_quantguard.errors import QuantGuardWarning
@@ -102,10 +103,14 @@ def run(reference: Any, candidate: Any, data: Any, tolerance: Tolerance, executi
                                                     device=execution.device),
                        make_runner(candidate, base_dir=base, role="candidate",
                                    device=execution.device))
-    inferred = infer(dataset, [plan.metric for plan in planned], subject.reference,
-                     subject.candidate, output, min(execution.batch_size, dataset.n),
+    batch = choose_batch(execution.batch_size, execution.memory, dataset.n,
+                         first_sample_shapes(dataset),
+                         [("reference", subject.reference), ("candidate", subject.candidate)])
+    inferred = infer(dataset, [plan.metric for plan in planned], batch.runner(subject.reference),
+                     batch.runner(subject.candidate), output, batch.pipe or batch.size,
                      execution.cache if execution.cache is not None else ReferenceCache(None),
                      execution.progress)
+    inferred = dataclasses.replace(inferred, batch=batch.record())
     _warn_about_the_set(dataset)
     several = tolerance.metrics is not None
     comparisons = [judge(plan, subject, tolerance, execution, inferred,
