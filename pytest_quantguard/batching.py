@@ -75,7 +75,7 @@ def batch_text(runtime: Mapping[str, Any]) -> str:
     size = runtime.get("batch_size")
     if size is None:
         return "batch unknown"
-    text = (f"batch {size} ({'auto' if runtime.get('batch') == AUTO else '--quant-batch-size'}: "
+    text = (f"batch {size} ({runtime.get('batch') or 'pinned'}: "
             f"~{mebibytes(runtime.get('batch_bytes_per_sample') or 0)} per sample, budget "
             f"{mebibytes(runtime.get('batch_memory') or 0)})")
     dependent = runtime.get("batch_dependent")
@@ -125,6 +125,14 @@ def auto_batch(per_sample: int, memory: int, n: int, fixed: Sequence[int | None]
     while size < n and size * 2 * per_sample <= memory:
         size *= 2
     return max(1, min(size, n, *(value for value in fixed if value)))
+
+
+def requested_batch(tolerance: Any, execution: Any) -> int | str:
+    """The batch asked for: a ``quant_tolerance`` marker's or call's ``batch_size`` (a test's
+    deployment batch), else the run's (``--quant-batch-size``)."""
+    if tolerance.sources.get("batch_size") in ("marker", "call"):
+        return tolerance.batch_size
+    return execution.batch_size
 
 
 def choose_batch(requested: int | str, memory: int, n: int, shapes: SampleShapes,

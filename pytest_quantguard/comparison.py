@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_quantguard.batching import choose_batch, first_sample_shapes
+from pytest_quantguard.batching import choose_batch, first_sample_shapes, requested_batch
 from pytest_quantguard.cache import ReferenceCache
 from pytest_quantguard.data import ValidationSet, as_validation_set
 from pytest_quantguard.errors import QuantGuardWarning
@@ -103,7 +103,7 @@ def run(reference: Any, candidate: Any, data: Any, tolerance: Tolerance, executi
                                                     device=execution.device),
                        make_runner(candidate, base_dir=base, role="candidate",
                                    device=execution.device))
-    batch = choose_batch(execution.batch_size, execution.memory, dataset.n,
+    batch = choose_batch(requested_batch(tolerance, execution), execution.memory, dataset.n,
                          first_sample_shapes(dataset),
                          [("reference", subject.reference), ("candidate", subject.candidate)])
     inferred = infer(dataset, [plan.metric for plan in planned], batch.runner(subject.reference),

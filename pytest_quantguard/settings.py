@@ -118,7 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("batch_size", "auto", batch_size, "inference batch: auto (the largest power of two "
             "whose estimated memory fits --quant-memory, docs/models.md) or a number, e.g. the "
             "deployment's batch for a dynamically quantized model (never larger than the set; a "
-            "model's fixed batch dimension wins)", "{auto,N}"),
+            "model's fixed batch dimension wins)", "{auto,N}", EVERYWHERE),
     Setting("memory", 512 * 2**20, memory_size, "memory budget of one batch (inputs, outputs and "
             "activations, estimated from the models and the data's shapes) that auto batches fit: "
             "bytes, or 512MiB, 1GiB (default: 512MiB)", "SIZE"),
@@ -194,6 +194,7 @@ class Tolerance:
     slice_max_drop: float | None = None
     output: str | int | None = None
     min_reference: float | Mapping[str, float] | None = None
+    batch_size: int | str = default("batch_size")  # used when a marker or call sets it
     # the layer each key came from: "ini", "cli", "marker" or "call" (absent: the default)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
