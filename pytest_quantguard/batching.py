@@ -170,6 +170,9 @@ class ChunkedRunner:
         n = len(next(iter(inputs.values())))
         if n <= self.size:
             return self.runner(inputs)
+        run_chunks = getattr(self.runner, "run_chunks", None)  # the ONNX runner feeds once
+        if run_chunks is not None:
+            return run_chunks(inputs, self.size)
         parts = [self.runner({name: array[start:start + self.size] for name, array in inputs.items()})
                  for start in range(0, n, self.size)]
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

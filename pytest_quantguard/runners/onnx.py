@@ -106,6 +106,16 @@ class OnnxRunner:
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return run_in_fixed_batches(self._run, self._feed(inputs), self.fixed_batch)
 
+    def run_chunks(self, inputs: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+        """The model on consecutive chunks of ``size`` rows (the last one shorter), the inputs
+        matched and cast once (a pinned batch: docs/models.md, "Batch size")."""
+        feed = self._feed(inputs)
+        n = len(next(iter(feed.values())))
+        parts = [run_in_fixed_batches(self._run, {name: array[start:start + size]
+                                                  for name, array in feed.items()}, self.fixed_batch)
+                 for start in range(0, n, size)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
     def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Model input -> data array: by name (extra data arrays are left unused), or by position
         when the model and the data both have exactly one."""
