@@ -81,7 +81,7 @@ class TorchRunner:
             seen.append(_tensor_bytes(self._torch, output))
 
         hooks = [module.register_forward_hook(count) for module in self.module.modules()
-                 if module is not self.module and hasattr(module, "register_forward_hook")]
+                 if module is not self.module and not _is_script_module(module)]
         try:
             outputs = self({name: np.zeros((1, *shape), dtype) for name, (shape, dtype)
                             in shapes.items()})
