@@ -11,6 +11,9 @@ held-out half as ``prod_val/``:
   fully connected layers (after the Gemm -> MatMul rewrite that MatMulNBits needs);
 - ``models/embed_fp32.onnx`` / ``models/embed_int8.onnx``: the same CNN cut before its last layer
   (the 64-d embedding), fp32 and INT8 the same way as ``int8.onnx``, for a ``cosine`` gate;
+- ``models/int8_dynamic.onnx``: dynamic INT8 (onnxruntime ``quantize_dynamic``, no calibration):
+  weights INT8, activation ranges computed on each batch at run time, so its outputs depend on the
+  batch (the gate pins the deployment's batch 1 for it);
 - ``prod_unlabeled/``: the ``prod_val`` images without labels (``task = "fidelity"``), for
   label-free gates (top-1 agreement of fp32 vs int8, cosine of the embeddings).
 
@@ -208,6 +211,23 @@ def quantize_weights_2bit(fp32: Path, out: Path, workdir: Path) -> None:
         raise RuntimeError(f"{out}: nothing was quantized (ops: {sorted(ops)})")
 
 
+def quantize_dynamic_int8(fp32: Path, out: Path, workdir: Path) -> None:
+    """Dynamic INT8 of the fully connected layers (MatMul after the Gemm -> MatMul rewrite, which
+    quantize_dynamic needs for DynamicQuantizeLinear + MatMulInteger): 7-bit weights
+    (``reduce_range``) as in ``quantize_int8``; activations quantized per batch at run time."""
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+
+    pre = workdir / f"{fp32.stem}_dynamic_pre.onnx"
+    quant_pre_process(str(fp32), str(pre))
+    quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, reduce_range=True,
+                     op_types_to_quantize=["MatMul", "Gemm"])
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    if "DynamicQuantizeLinear" not in ops:
+        raise RuntimeError(f"{out}: nothing was quantized dynamically (ops: {sorted(ops)})")
+
+
 def write_folder(folder: Path, shard: str, manifest: str | None = None, **arrays: np.ndarray) -> None:
     """One validation folder: an npz shard, plus a ``quantguard.toml`` when given."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -226,6 +246,7 @@ def build_digits(out: Path, workdir: Path) -> None:
     export_onnx(model, models / "fp32.onnx")
     quantize_int8(models / "fp32.onnx", models / "int8.onnx", calibration, workdir)
     quantize_weights_2bit(models / "fp32.onnx", models / "int2.onnx", workdir)
+    quantize_dynamic_int8(models / "fp32.onnx", models / "int8_dynamic.onnx", workdir)
     embed = model[:-1]  # everything up to the last layer's input: the 64-unit ReLU
     export_onnx(embed, models / "embed_fp32.onnx", output_name="embedding")
     quantize_int8(models / "embed_fp32.onnx", models / "embed_int8.onnx", calibration, workdir)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_quantguard.batching import Batch, choose_batch, first_sample_shapes, requested_batch
 from pytest_quantguard.cache import ReferenceCache
 from pytest_quantguard.data import ValidationSet, as_validation_set
 from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
@@ -116,15 +117,31 @@ def run(reference: Any, candidate: Any, data: Any, tolerance: Tolerance, executi
                            f"candidate {own!r}", device=execution.device)
                for each, own in zip(candidates, names, strict=True)]
     subjects = [_subject(dataset, full_n, reference_runner, runner) for runner in runners]
-    inferred = infer(dataset, [plan.metric for plan in planned], reference_runner, runners, output,
-                     min(execution.batch_size, dataset.n),
+    roles = [f"candidate {own!r}" if several else "candidate" for own in names]
+    batch = choose_batch(requested_batch(tolerance, execution), execution.memory, dataset.n,
+                         first_sample_shapes(dataset),
+                         [("reference", reference_runner), *zip(roles, runners, strict=True)])
+    inferred = infer(dataset, [plan.metric for plan in planned], batch.runner(reference_runner),
+                     [batch.runner(runner) for runner in runners], output, batch.pipe or batch.size,
                      execution.cache if execution.cache is not None else ReferenceCache(None),
                      execution.progress)
+    inferred = [dataclasses.replace(each, batch=_own_batch(batch, role))
+                for each, role in zip(inferred, roles, strict=True)]
     _warn_about_the_set(dataset)
     found = tuple(_judged(planned, subject, tolerance, execution, each, own, _own_id(
         comparison_id, own) if several else comparison_id)
         for subject, each, own in zip(subjects, inferred, names, strict=True))
     return found if several else found[0]
+
+
+def _own_batch(batch: Batch, role: str) -> dict[str, Any]:
+    """The batch as one candidate's record holds it: batch-dependent roles among its own two
+    models only (docs/models.md, "Dynamic quantization and the batch")."""
+    record = batch.record()
+    own = ["candidate" if each == role else each for each in batch.batch_dependent
+           if each in ("reference", role)]
+    record.pop("batch_dependent", None)
+    return {**record, **({"batch_dependent": own} if own else {})}
 
 
 def candidate_names(candidates: Sequence[Any], name: str | Sequence[str] | None) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,7 @@ class Inferred:
     reference_summary: np.ndarray | None = None
     task: str | None = None
     ignored_labels: int = 0
+    batch: dict[str, Any] = field(default_factory=dict)  # batching.Batch.record(): runtime keys
 
     def runtime(self, metric_key: str, n: int) -> dict[str, Any]:
         """The comparison's ``runtime`` figures for one metric: seconds, milliseconds per sample
@@ -61,7 +62,7 @@ class Inferred:
         return {**{f"{role}_seconds": round(value, 6) for role, value in self.seconds.items()},
                 "reference_ms_per_sample": reference, "candidate_ms_per_sample": candidate,
                 "speedup": (reference / candidate) if reference and candidate else None,
-                "cache": self.cache[metric_key], "reference_ran": self.reference_ran}
+                "cache": self.cache[metric_key], "reference_ran": self.reference_ran, **self.batch}
 
     def reference_check(self, confidence: float) -> ReferenceCheck | None:
         """Is the reference demonstrably better than chance on these labels (docs/intervals.md,

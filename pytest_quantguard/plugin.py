@@ -88,6 +88,12 @@ class QuantGuardState:
             terminalreporter.write_sep("=", f"quantguard: {len(self.records)} comparison(s)")
             for line, markup in summary_lines(self.records):
                 terminalreporter.write_line(line, **markup)
+            if config.get_verbosity() > 0:  # the batch each comparison ran with (docs/models.md)
+                from pytest_quantguard.batching import batch_text
+
+                for record in sorted(self.records, key=lambda r: r["id"]):
+                    terminalreporter.write_line(f"quantguard: {record['id']}: "
+                                                f"{batch_text(record.get('runtime') or {})}")
         for line, markup in self.session_notes:
             terminalreporter.write_line(line, **markup)
 

@@ -20,10 +20,12 @@ from typing import Any
 from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.validators import (
     GATES,
+    batch_size,
     choice,
     count,
     flag,
     gate_name,
+    memory_size,
     metric_name,
     metric_table,
     name_or_index,
@@ -84,8 +86,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_drop", 0.01, positive_float, "ship limit: the largest acceptable drop, " + UNIT, "X",
             EVERYWHERE, threshold=NUMBER),
     Setting("qat_limit", 0.03, positive_float, "try-qat / stay-fp16 boundary, above max_drop, " + UNIT, "X",
-            EVERYWHERE,
-            threshold=NUMBER),
+            EVERYWHERE, threshold=NUMBER),
     Setting("metric", None, metric_name, "the metric to gate (None: the task's default: accuracy, "
             "rmse, perplexity or agreement)", layers=PER_TEST, overrides=False),
     Setting("relative", None, optional_bool, "judge the relative drop, cand/ref - 1 (None: the "
@@ -114,8 +115,13 @@ SETTINGS: tuple[Setting, ...] = (
             EVERYWHERE, threshold=OPTIONAL_NUMBER),
     Setting("inconclusive", "fail", choice("fail", "warn"), "what an inconclusive verdict does: "
             "fail the test, or pass with a QuantGuardWarning", "{fail,warn}"),
-    Setting("batch_size", 1024, positive_int, "inference batch size (never larger than the set; a "
-            "model's fixed batch dimension wins)", "N"),
+    Setting("batch_size", "auto", batch_size, "inference batch: auto (the largest power of two "
+            "whose estimated memory fits --quant-memory, docs/models.md) or a number, e.g. the "
+            "deployment's batch for a dynamically quantized model (never larger than the set; a "
+            "model's fixed batch dimension wins)", "{auto,N}", EVERYWHERE),
+    Setting("memory", 512 * 2**20, memory_size, "memory budget of one batch (inputs, outputs and "
+            "activations, estimated from the models and the data's shapes) that auto batches fit: "
+            "bytes, or 512MiB, 1GiB (default: 512MiB)", "SIZE"),
     Setting("max_samples", None, positive_int, "run on a stratified, seeded subset of at most N "
             "samples, for fast local iteration; every report marks such a run advisory", "N"),
     Setting("device", "cpu", choice("cpu", "cuda"), "where models run: onnxruntime's CPU or CUDA "
@@ -188,6 +194,7 @@ class Tolerance:
     slice_max_drop: float | None = None
     output: str | int | None = None
     min_reference: float | Mapping[str, float] | None = None
+    batch_size: int | str = default("batch_size")  # used when a marker or call sets it
     # the layer each key came from: "ini", "cli", "marker" or "call" (absent: the default)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -230,7 +237,8 @@ class Execution:
 
     resamples: int = default("bootstrap")
     seed: int = default("seed")
-    batch_size: int = default("batch_size")
+    batch_size: int | str = default("batch_size")  # "auto": sized by ``memory`` (batching.py)
+    memory: int = default("memory")  # bytes
     device: str = default("device")
     max_samples: int | None = default("max_samples")
     base_dir: Path | None = None  # relative model and data paths resolve against it
@@ -239,7 +247,7 @@ class Execution:
 
 
 EXECUTION_KEYS = {"resamples": "bootstrap", "seed": "seed", "batch_size": "batch_size",
-                  "device": "device", "max_samples": "max_samples"}  # field -> setting
+                  "memory": "memory", "device": "device", "max_samples": "max_samples"}
 
 
 def make_execution(**given: Any) -> Execution:

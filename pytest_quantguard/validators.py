@@ -169,3 +169,38 @@ def reference_floor(value: Any) -> float | dict[str, float] | None:
         raise ValueError(f"must be the reference's least acceptable score (a number) or a table per "
                          f"metric ({{'accuracy': 0.9}}, or 'accuracy:0.90, rmse:55'), got {value!r}"
                          ) from None
+
+
+AUTO = "auto"
+# Units of a memory size: binary (KiB, MiB, GiB, TiB) and decimal (KB, MB, GB, TB) multiples.
+MEMORY_UNITS = {"b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+                "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+def batch_size(value: Any) -> int | str:
+    """``--quant-batch-size``: ``auto`` (sized by the memory budget) or a whole number >= 1."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return positive_int(value)
+    except ValueError:
+        raise ValueError(f"must be 'auto' or a whole number >= 1, got {value!r}") from None
+
+
+def memory_size(value: Any) -> int:
+    """A memory size in bytes: a whole number of bytes, or a number with a unit ('512MiB', '1GiB',
+    '1.5 GB'; KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB of 1000)."""
+    text = str(value).strip().lower().replace(" ", "").replace("_", "")
+    number, unit = text, "b"
+    for name in sorted(MEMORY_UNITS, key=len, reverse=True):
+        if text.endswith(name) and text != name:
+            number, unit = text[:-len(name)], name
+            break
+    try:
+        size = _float(number) * MEMORY_UNITS[unit]
+    except ValueError:
+        size = math.nan
+    if isinstance(value, bool) or not size >= 1:
+        raise ValueError(f"must be a memory size such as 512MiB, 1GiB, 1.5GB or a number of bytes "
+                         f"(>= 1), got {value!r}")
+    return int(size)

@@ -114,7 +114,7 @@ def test_run_wide_options_resolve_default_ini_cli(tmp_path):
     assert set(options.as_dict()) == {s.key for s in SETTINGS if "ini" in s.layers}
     assert options.execution(base_dir=Path("x")).resamples == 10000
     assert options.tolerance() == {"max_drop": 0.03, "qat_limit": 0.03, "confidence": 0.95,
-                                   "min_reference": None,
+                                   "min_reference": None, "batch_size": "auto",
                                    "gate": "upper"}
     ini["quant_confidence"] = "95"
     with pytest.raises(QuantGuardError, match=r"quant_confidence = '95' in pytest\.ini: must be a "

@@ -25,6 +25,11 @@ def junit_properties(record: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("gate", thresholds["gate"]),
         ("verdict", record["verdict"]),
     ]
+    runtime = record.get("runtime") or {}
+    if runtime.get("batch_size") is not None:  # the batch the verdict holds for (docs/models.md)
+        fields.append(("batch_size", runtime["batch_size"]))
+    if runtime.get("batch_dependent"):  # a dynamically quantized model: results depend on it
+        fields.append(("batch_dependent", ",".join(runtime["batch_dependent"])))
     return [(prefix + key, _text(value)) for key, value in fields]
 
 

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from pytest_quantguard._files import hash_file
+from pytest_quantguard.batching import DYNAMIC_NOTE, Footprint, SampleShapes
 from pytest_quantguard.errors import MissingBackendError, QuantGuardError
 from pytest_quantguard.runners import first_line, run_in_fixed_batches
+from pytest_quantguard.runners.onnx_graph import footprint, read_outline
 from pytest_quantguard.runners.onnx_scan import external_data_files, scan_model
 
 # ONNX tensor element types -> numpy dtypes that the data is cast to before a run.
@@ -84,7 +86,17 @@ class OnnxRunner:
         has_fp16 = scan.float16 or any(
             value.type == "tensor(float16)" for value in [*self.inputs, *self.session.get_outputs()])
         self.fp16_on_cpu = has_fp16 and self.providers[0] == PROVIDERS["cpu"]
-        self.notes: tuple[str, ...] = (FP16_ON_CPU_NOTE,) if self.fp16_on_cpu else ()
+        self.dynamic_quantization = bool(scan.dynamic_ops)
+        self.notes: tuple[str, ...] = (
+            *((FP16_ON_CPU_NOTE,) if self.fp16_on_cpu else ()),
+            *((DYNAMIC_NOTE.format(ops=", ".join(sorted(scan.dynamic_ops))),)
+              if self.dynamic_quantization else ()))
+
+    def memory_per_sample(self, shapes: SampleShapes) -> Footprint | None:
+        """Outputs and activations per sample, estimated from the graph (docs/models.md, "Batch
+        size"); None when the graph has no usable shapes (the callables' rule applies)."""
+        outline = read_outline(Path(self.path))
+        return None if outline is None else footprint(outline, shapes)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -93,6 +105,16 @@ class OnnxRunner:
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return run_in_fixed_batches(self._run, self._feed(inputs), self.fixed_batch)
+
+    def run_chunks(self, inputs: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+        """The model on consecutive chunks of ``size`` rows (the last one shorter), the inputs
+        matched and cast once (a pinned batch: docs/models.md, "Batch size")."""
+        feed = self._feed(inputs)
+        n = len(next(iter(feed.values())))
+        parts = [run_in_fixed_batches(self._run, {name: array[start:start + size]
+                                                  for name, array in feed.items()}, self.fixed_batch)
+                 for start in range(0, n, size)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Model input -> data array: by name (extra data arrays are left unused), or by position

@@ -26,6 +26,10 @@ EXTERNAL = 1  # TensorProto.EXTERNAL
 ELEMENT_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8,
                  15: 16, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1}
 LFS_POINTER = b"version https://git-lfs"
+# Operators that quantize activations with ranges computed on each batch at run time: dynamic
+# quantization (onnxruntime's quantize_dynamic; docs/models.md, "Dynamic quantization and the batch").
+DYNAMIC_QUANTIZE_OPS = frozenset({"DynamicQuantizeLinear", "DynamicQuantizeMatMul",
+                                  "DynamicQuantizeLSTM"})
 
 
 @dataclass
@@ -43,9 +47,10 @@ class ExternalTensor:
 class ModelScan:
     tensors: list[ExternalTensor] = field(default_factory=list)  # those with external-data entries
     float16: bool = False  # float16 initializers or constants, or a Cast to float16
+    dynamic_ops: set[str] = field(default_factory=set)  # DYNAMIC_QUANTIZE_OPS found
 
 
-class _Malformed(Exception):
+class Malformed(Exception):
     pass
 
 
@@ -58,7 +63,7 @@ def scan_model(path: Path) -> ModelScan:
     scan = ModelScan()
     try:
         _walk_model(memoryview(data), scan)
-    except (_Malformed, UnicodeDecodeError):
+    except (Malformed, UnicodeDecodeError):
         raise QuantGuardError(f"{path}: onnxruntime cannot load this model (it is not a "
                               "valid ONNX protobuf); check that it is a complete .onnx file (not truncated, "
                               "not a Git LFS pointer) and re-export it if needed") from None
@@ -158,7 +163,7 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf) or shift > 63:
-            raise _Malformed
+            raise Malformed
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -175,7 +180,7 @@ def _packed_varints(buf: memoryview) -> list[int]:
     return values
 
 
-def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
+def fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
     """(field number, wire type, value) of one message: ints for scalars, views for the rest."""
     pos, end = 0, len(buf)
     while pos < end:
@@ -186,15 +191,15 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
         elif wire == 2:
             length, pos = _varint(buf, pos)
             if pos + length > end:
-                raise _Malformed
+                raise Malformed
             value, pos = buf[pos:pos + length], pos + length
         elif wire in (1, 5):
             size = 8 if wire == 1 else 4
             if pos + size > end:
-                raise _Malformed
+                raise Malformed
             value, pos = int.from_bytes(buf[pos:pos + size], "little"), pos + size
         else:  # groups (3, 4) are not in onnx.proto; anything else is not protobuf
-            raise _Malformed
+            raise Malformed
         yield number, wire, value
 
 
@@ -203,7 +208,7 @@ Walker = Callable[[memoryview, ModelScan], None]
 
 def _walk_messages(message: memoryview, scan: ModelScan, walkers: dict[int, Walker]) -> None:
     """Walk each embedded message of ``message`` whose field number has a walker, in file order."""
-    for number, wire, value in _fields(message):
+    for number, wire, value in fields(message):
         walker = walkers.get(number)
         if walker is not None and wire == 2:
             walker(value, scan)
@@ -234,7 +239,7 @@ def _walk_sparse(sparse: memoryview, scan: ModelScan) -> None:
 
 def _walk_node(node: memoryview, scan: ModelScan) -> None:
     op_type, cast_to = "", None
-    for number, wire, value in _fields(node):
+    for number, wire, value in fields(node):
         if number == 4 and wire == 2:
             op_type = bytes(value).decode()
         elif number == 5 and wire == 2:  # attribute
@@ -243,6 +248,8 @@ def _walk_node(node: memoryview, scan: ModelScan) -> None:
                 cast_to = integer
     if op_type == "Cast" and cast_to == FLOAT16:
         scan.float16 = True
+    if op_type in DYNAMIC_QUANTIZE_OPS:
+        scan.dynamic_ops.add(op_type)
 
 
 def _walk_attribute(attribute: memoryview, scan: ModelScan) -> tuple[str, int | None]:
@@ -251,7 +258,7 @@ def _walk_attribute(attribute: memoryview, scan: ModelScan) -> tuple[str, int | 
     walkers = {5: _walk_tensor, 10: _walk_tensor, 6: _walk_graph, 11: _walk_graph,
                22: _walk_sparse, 23: _walk_sparse}
     name, integer = "", None
-    for number, wire, value in _fields(attribute):
+    for number, wire, value in fields(attribute):
         if number == 1 and wire == 2:
             name = bytes(value).decode()
         elif number == 3 and wire == 0:
@@ -263,7 +270,7 @@ def _walk_attribute(attribute: memoryview, scan: ModelScan) -> tuple[str, int | 
 
 def _walk_tensor(data: memoryview, scan: ModelScan) -> None:
     tensor = ExternalTensor()
-    for number, wire, value in _fields(data):
+    for number, wire, value in fields(data):
         _read_tensor_field(tensor, number, wire, value)
     if tensor.data_type == FLOAT16:
         scan.float16 = True
@@ -282,6 +289,6 @@ def _read_tensor_field(tensor: ExternalTensor, number: int, wire: int, value) ->
     elif number == 14 and wire == 0:
         tensor.data_location = value
     elif number == 13 and wire == 2:  # a StringStringEntryProto: key (1), value (2)
-        entry = {inner: bytes(text).decode() for inner, inner_wire, text in _fields(value)
+        entry = {inner: bytes(text).decode() for inner, inner_wire, text in fields(value)
                  if inner_wire == 2}
         tensor.external[entry.get(1, "")] = entry.get(2, "")

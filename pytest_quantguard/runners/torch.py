@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_quantguard.batching import DYNAMIC_NOTE, Footprint, SampleShapes
 from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.runners import file_sha256, first_line, run_in_fixed_batches
 from pytest_quantguard.runners.torch_load import (
@@ -30,6 +31,8 @@ from pytest_quantguard.runners.torch_load import (
 DEFAULT_DEVICE = "cpu"
 POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+# Kernels of dynamically quantized graphs (exported programs, traced modules).
+DYNAMIC_KERNELS = ("linear_dynamic", "choose_qparams", "quantize_per_tensor_dynamic")
 
 
 class TorchRunner:
@@ -41,7 +44,7 @@ class TorchRunner:
     back as numpy arrays, FP16/BF16 as float32.
     """
 
-    notes: tuple[str, ...] = ()  # what a verdict on this model does not cover (see Runner): none
+    notes: tuple[str, ...] = ()  # what a verdict on this model does not cover (see Runner)
 
     def __init__(self, model: Any, *, device: str = DEFAULT_DEVICE, description: str | None = None,
                  path: str | None = None, sha256: str | None = None, nbytes: int | None = None):
@@ -64,6 +67,29 @@ class TorchRunner:
             self.parameters = _forward_parameters(model)
         self.float_dtype = _float_dtype(torch, self.module)
         self._torch = torch
+        self.dynamic_quantization = _dynamically_quantized(self.module)
+        if self.dynamic_quantization:
+            self.notes = (DYNAMIC_NOTE.format(ops="torch.ao.nn.quantized.dynamic"),)
+
+    def memory_per_sample(self, shapes: SampleShapes) -> Footprint:
+        """Outputs and activations per sample from one forward on a zero sample of ``shapes``,
+        counting tensor bytes (never the process's memory): the outputs' bytes, and the three
+        largest submodule outputs as the activations alive at once (docs/models.md, "Batch size")."""
+        seen: list[int] = []
+
+        def count(_module: Any, _inputs: Any, output: Any) -> None:
+            seen.append(_tensor_bytes(self._torch, output))
+
+        hooks = [module.register_forward_hook(count) for module in self.module.modules()
+                 if module is not self.module and not _is_script_module(module)]
+        try:
+            outputs = self({name: np.zeros((1, *shape), dtype) for name, (shape, dtype)
+                            in shapes.items()})
+        finally:
+            for hook in hooks:
+                hook.remove()
+        size = sum(int(value.nbytes) for value in outputs.values())
+        return Footprint(size, sum(sorted(seen)[-3:]) if seen else 2 * size)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, device: str = DEFAULT_DEVICE,
@@ -174,6 +200,29 @@ def from_state_dict(path: str | os.PathLike[str], factory: Callable[[], Any], *,
 def _is_exported_program(model: Any) -> bool:
     return any(cls.__name__ == "ExportedProgram" and cls.__module__ == "torch.export.exported_program"
                for cls in type(model).__mro__)
+
+
+def _dynamically_quantized(module: Any) -> bool:
+    """A module with dynamically quantized submodules (``torch.ao.nn.quantized.dynamic``, found by
+    class, or by TorchScript type name), or a graph that calls dynamic quantized kernels."""
+    for submodule in module.modules():
+        name = type(submodule).__module__
+        if _is_script_module(submodule):
+            name = submodule._c._type().qualified_name()
+        if "nn.quantized.dynamic" in name:
+            return True
+    code = getattr(module, "code", "")
+    return isinstance(code, str) and any(op in code for op in DYNAMIC_KERNELS)
+
+
+def _tensor_bytes(torch: Any, value: Any) -> int:
+    if torch.is_tensor(value):
+        return int(value.numel() * value.element_size())
+    if isinstance(value, (tuple, list)):
+        return sum(_tensor_bytes(torch, item) for item in value)
+    if isinstance(value, Mapping):
+        return sum(_tensor_bytes(torch, item) for item in value.values())
+    return 0
 
 
 def _is_script_module(model: Any) -> bool:

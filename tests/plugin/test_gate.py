@@ -20,7 +20,7 @@ def test_int2(quant_compare):
 """
 WIDE = "-Wignore::pytest_quantguard.QuantGuardWarning"  # a deliberately wide limit warns
 JUNIT_FIELDS = ["metric", "reference_score", "candidate_score", "drop", "ci_low", "ci_high",
-                "confidence", "method", "n", "max_drop", "gate", "verdict"]
+                "confidence", "method", "n", "max_drop", "gate", "verdict", "batch_size"]
 
 
 def test_good_candidate_ships_and_degraded_one_fails_with_a_verdict(pytester, example, plugin_args):
@@ -126,7 +126,7 @@ def test_marker_is_registered_with_its_signature_under_strict_markers(pytester, 
     markers.stdout.fnmatch_lines(["@pytest.mark.quant_tolerance(max_drop=0.01, qat_limit=0.03, "
                                   "metric=None, relative=None, confidence=0.95, gate='upper', "
                                   "output=None, max_error_increase=None, metrics=None, "
-                                  "slice_max_drop=None, min_reference=None): *"])
+                                  "slice_max_drop=None, min_reference=None, batch_size='auto'): *"])
 
 
 def test_both_marker_spellings_are_the_same_object():
@@ -238,8 +238,8 @@ def test_named(quant_compare):
                                  "*test_unnamed *ship*"])
     cases = {case.get("name"): case for case in ET.parse(pytester.path / "report.xml").iter("testcase")}
     names = [p.get("name") for p in cases["test_named"].iter("property")]
-    assert names[:12] == [f"quant.int8.{field}" for field in JUNIT_FIELDS]
-    assert names[12:] == [f"quant.self.{field}" for field in JUNIT_FIELDS]
+    assert names[:13] == [f"quant.int8.{field}" for field in JUNIT_FIELDS]
+    assert names[13:] == [f"quant.self.{field}" for field in JUNIT_FIELDS]
 
 
 def test_each_failing_call_records_its_figures_before_failing(pytester, example):
@@ -266,7 +266,7 @@ def test_help_lists_the_options_with_ini_twins(pytester):
                                  "*--quant-max-drop=X*", "*--quant-qat-limit=X*",
                                  "*--quant-confidence=C*", "*--quant-bootstrap=N*",
                                  "*--quant-seed=S*", "*--quant-gate={upper,point}*",
-                                 "*--quant-inconclusive={fail,warn}*", "*--quant-batch-size=N*"])
+                                 "*--quant-inconclusive={fail,warn}*", "*--quant-batch-size={auto,N}*"])
     result.stdout.fnmatch_lines(["*quant_max_drop (string)*"])
 
 
