@@ -266,9 +266,10 @@ def test_check_options_raises_for_top_k_without_k():
 
 # --- Notes from the evaluation ------------------------------------------------------------------
 
-CORPUS_NOTE = ("a custom corpus metric's percentile interval under-covers on small sets (false ship "
-               "0.064 at n = 500 in the simulation of docs/statistics.md, 0.040 at 2,000): "
-               "use at least 2,000 samples, or a per_sample metric")
+CORPUS_NOTE = ("a custom corpus metric's percentile interval under-covers below 2,000 samples "
+               "(simulated false ship 0.064 at n = 500, 0.040 at 2,000; docs/intervals.md, \"Known "
+               "misses\"): use at least 2,000 samples, a per_sample metric, or corpus_of_classes= "
+               "when the function needs only the labels and the predicted classes")
 
 
 def test_a_small_corpus_evaluation_carries_the_under_coverage_note():
