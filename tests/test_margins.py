@@ -109,7 +109,7 @@ def grouped_pair(groups: int, size: int, seed: int):
     return reference_wrong, reference_wrong | group_damage, np.repeat(np.arange(groups), size)
 
 
-@pytest.mark.filterwarnings("ignore:max_drop= .* = 0.2 lets accuracy lose up to 20 points")
+@pytest.mark.filterwarnings("ignore:the call.s max_drop = 0.2 lets accuracy lose up to 20 points")
 def test_grouped_data_resample_groups_and_widen_the_interval():
     reference_wrong, candidate_wrong, groups = grouped_pair(200, 10, 0)
     inputs, labels = indexed(len(groups))
