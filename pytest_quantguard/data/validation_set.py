@@ -20,6 +20,7 @@ from pytest_quantguard.data.checks import (
     check_token_shapes,
     resolve_task,
 )
+from pytest_quantguard.data.detection import DETECTION, check_detection_labels
 from pytest_quantguard.data.source import DEFAULT_INPUT_NAME, Loaded, Part
 from pytest_quantguard.errors import QuantGuardError
 
@@ -63,9 +64,13 @@ class ValidationSet:
                  ignore_label: int | None = None):
         named = _named_inputs(inputs, "ValidationSet(inputs=...)")
         n = _common_length(named, "ValidationSet(inputs=...)")
-        task = resolve_task(task, labels is not None, "ValidationSet(task=...)")
+        # detection labels are padded boxes per image (docs/data.md, "Detection ground truth")
+        task = DETECTION if task == DETECTION else resolve_task(task, labels is not None,
+                                                                "ValidationSet(task=...)")
         if labels is not None:
-            labels = check_labels(np.asarray(labels), n, "ValidationSet(labels=...)", task)
+            labels = (check_detection_labels(labels, n, "ValidationSet(labels=...)")
+                      if task == DETECTION else
+                      check_labels(np.asarray(labels), n, "ValidationSet(labels=...)", task))
         if task == LANGUAGE_MODEL:
             check_token_shapes({name: array.shape for name, array in named.items()},
                                None if labels is None else labels.shape, "ValidationSet(...)")

@@ -18,6 +18,7 @@ from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.metrics.base import Context, Discordance, Evaluation, Metric, Scores, Sizing
 from pytest_quantguard.metrics.classification import ACCURACY, MACRO_F1, PER_CLASS_ACCURACY, top_k
 from pytest_quantguard.metrics.custom import make_metric
+from pytest_quantguard.metrics.detection import MAP50, MAP50_95, MAP75
 from pytest_quantguard.metrics.fidelity import AGREEMENT, COSINE, REL_ERROR
 from pytest_quantguard.metrics.language import PERPLEXITY
 from pytest_quantguard.metrics.regression import MAE, R2, RMSE
@@ -26,11 +27,11 @@ BUILT_IN: dict[str, Metric] = {
     "accuracy": ACCURACY, "top1": ACCURACY, "top_k": top_k(None, "top_k"), "macro_f1": MACRO_F1,
     "per_class_accuracy": PER_CLASS_ACCURACY, "mae": MAE, "rmse": RMSE, "r2": R2,
     "perplexity": PERPLEXITY, "agreement": AGREEMENT, "cosine": COSINE, "rel_error": REL_ERROR,
+    "map50": MAP50, "map50_95": MAP50_95, "map75": MAP75,
 }
 _CUSTOM: dict[str, Metric] = {}
 TASK_DEFAULTS = {"classification": "accuracy", "regression": "rmse", "fidelity": "agreement",
-                 "language-model": "perplexity"}
-LATER = ("map50", "map50_95")  # detection: named, not yet implemented
+                 "language-model": "perplexity", "detection": "map50_95"}
 _TOP_K = re.compile(r"top([1-9][0-9]*)")
 
 
@@ -77,9 +78,6 @@ def get_metric(name: str | None, task: str, options: dict[str, Any] | None = Non
         metric = _CUSTOM[name]
     elif match:
         metric = top_k(int(match.group(1)))
-    elif name in LATER:
-        raise QuantGuardError(f"metric {name!r} (detection) is part of the contract but arrives in "
-                              f"a later version; available: {', '.join(available())}")
     else:
         raise QuantGuardError(f"unknown metric {name!r}; available: {', '.join(available())} "
                               "(register your own with pytest_quantguard.register_metric)")

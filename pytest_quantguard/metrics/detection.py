@@ -1,0 +1,211 @@
+"""Detection mAP (``map50``, ``map50_95``, ``map75``): COCO's box mAP of post-NMS detections, its
+drop, and a paired bootstrap over images (docs/intervals.md, "Detection mAP").
+
+Each model's detections are matched to the ground truth once (``detection_coco.match``); each
+resample draws images (or groups of images) with replacement and re-accumulates both models' AP
+from the same image multiplicities, without re-matching. The class set is fixed from the full set;
+a class whose ground truth is absent from a resample has no AP in it and is left out of both
+models' means, as COCO leaves out a class without ground truth.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from pytest_quantguard.data.detection import DETECTION
+from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard.metrics.base import (
+    Context,
+    Evaluation,
+    Metric,
+    Scores,
+    absolute_change,
+    relative_change,
+    require_margin,
+)
+from pytest_quantguard.metrics.detection_coco import (
+    IOU_THRESHOLDS,
+    Boxes,
+    ClassMatches,
+    match,
+    mean_ap,
+    per_class_ap,
+)
+from pytest_quantguard.stats.bootstrap import percentile_limits
+from pytest_quantguard.stats.result import IntervalResult
+from pytest_quantguard.stats.sums import zero_discordance_halfwidth
+
+# Floats held at once by one chunk of resamples (rows x thresholds x detections of a class).
+CHUNK_FLOATS = 8_000_000
+
+
+def detections_from_output(output: np.ndarray, where: str) -> np.ndarray:
+    """Post-NMS detections (batch, max_det, 6): x1, y1, x2, y2, score, class; a row with score 0
+    is padding (docs/data.md, "Detection outputs")."""
+    output = np.asarray(output, dtype=np.float64)
+    if output.ndim != 3 or output.shape[2] != 6:
+        raise QuantGuardError(f"{where}: a detection output needs shape [batch, max_det, 6] "
+                              f"(x1, y1, x2, y2, score, class; score 0 on padding rows), got "
+                              f"{list(output.shape)}")
+    real = output[..., 4] > 0
+    if not np.isfinite(output).all() or np.any(output[..., 4] < 0):
+        raise QuantGuardError(f"{where}: detections hold NaN/Inf or a negative score")
+    if np.any(output[..., 5][real] % 1 != 0) or np.any(output[..., 5][real] < 0):
+        raise QuantGuardError(f"{where}: a detection's class (column 5) is not an integer >= 0")
+    return output
+
+
+def image_boxes(labels: np.ndarray, detections: np.ndarray) -> tuple[list[Boxes], list[Boxes]]:
+    """Per image ground truth and detections (padding dropped) as ``Boxes``."""
+    truths, found = [], []
+    for truth, det in zip(labels, detections, strict=True):
+        truth = truth[truth[:, 4] >= 0]
+        truths.append(Boxes(truth[:, :4], truth[:, 4].astype(np.int64), crowd=truth[:, 5] > 0,
+                            areas=truth[:, 6]))
+        det = det[det[:, 4] > 0]
+        found.append(Boxes(det[:, :4], det[:, 5].astype(np.int64), scores=det[:, 4]))
+    return truths, found
+
+
+@dataclass(frozen=True, eq=False)
+class DetectionScores(Scores):
+    """Both models' detections and the ground truth of the same images; the mAP over the IoU
+    thresholds ``thresholds`` (indices into COCO's ten) in the area range ``area``."""
+
+    reference: np.ndarray  # (n, max_det, 6)
+    candidate: np.ndarray
+    labels: np.ndarray  # (n, boxes, 7)
+    thresholds: tuple[int, ...]
+    name: str
+    area: str = "all"
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def subset(self, mask: np.ndarray) -> DetectionScores:
+        return replace(self, reference=self.reference[mask], candidate=self.candidate[mask],
+                       labels=self.labels[mask])
+
+    def digest_arrays(self) -> tuple[np.ndarray, ...]:
+        return self.reference, self.candidate
+
+    @functools.cached_property
+    def classes(self) -> np.ndarray:
+        """The class set, fixed from the full set: every class with ground truth."""
+        real = self.labels[..., 4] >= 0
+        return np.unique(self.labels[..., 4][real]).astype(np.int64)
+
+    @functools.cached_property
+    def matches(self) -> tuple[list[ClassMatches], list[ClassMatches]]:
+        """Each model's matches, once (only the thresholds this metric averages)."""
+        pick = list(self.thresholds)
+        result = []
+        for detections in (self.reference, self.candidate):
+            truths, found = image_boxes(self.labels, detections)
+            result.append([replace(m, tp=m.tp[pick], fp=m.fp[pick])
+                           for m in match(truths, found, self.classes, self.area)])
+        return result[0], result[1]
+
+    def map(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both models' mAP for each row of image ``weights`` (B, n)."""
+        return tuple(mean_ap(per_class_ap(m, weights)) for m in self.matches)
+
+    def per_class(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both models' AP per class (of ``classes``), averaged over the thresholds."""
+        ones = np.ones((1, self.n))
+        return tuple(np.nanmean(per_class_ap(m, ones)[0], axis=-1) if len(m) else np.zeros(0)
+                     for m in self.matches)
+
+    def _drop(self, reference, candidate, context: Context):
+        if context.margin == "relative":
+            return relative_change(reference, candidate, True, self.name, context.where)
+        return absolute_change(reference, candidate, True)
+
+    def _weights(self, rows: int, context: Context) -> np.ndarray:
+        """Image multiplicities of ``rows`` resamples: images drawn with replacement, or groups
+        drawn with replacement and each image weighted by its group's draws."""
+        if context.groups is None:
+            return context.rng.multinomial(self.n, np.full(self.n, 1.0 / self.n), size=rows)
+        ids, group = np.unique(context.groups, return_inverse=True)
+        counts = context.rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=rows)
+        return counts[:, group]
+
+    def replicates(self, context: Context) -> np.ndarray:
+        """The drop on ``context.resamples`` paired resamples (NaN-free: a resample without any
+        ground truth has no mAP for either model and is drawn again)."""
+        largest = max([m.tp.size for m in (*self.matches[0], *self.matches[1])] + [1])
+        chunk = max(1, min(context.resamples, CHUNK_FLOATS // largest))
+        out: list[np.ndarray] = []
+        total = 0
+        while total < context.resamples:
+            reference, candidate = self.map(self._weights(min(chunk, context.resamples - total),
+                                                          context))
+            keep = ~np.isnan(reference)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                drops = np.asarray(self._drop(reference[keep], candidate[keep], context))
+            out.append(drops)
+            total += len(drops)
+        return np.concatenate(out)[:context.resamples]
+
+    def evaluate(self, context: Context) -> Evaluation:
+        require_margin(self.name, context.margin, ("absolute", "relative"))
+        reference, candidate = (float(v[0]) for v in self.map(np.ones((1, self.n))))
+        if np.isnan(reference):
+            raise QuantGuardError(f"{context.where}: no image has a (non-crowd) ground-truth box, "
+                                  f"so {self.name} is undefined; give labelled boxes")
+        drop = float(self._drop(reference, candidate, context))
+        low, high = percentile_limits(self.replicates(context), context.confidence)
+        if low == high:  # every resample gives the same drop: the score bound, never zero width
+            half = zero_discordance_halfwidth(self.n, context.confidence) * (abs(reference) or 1.0)
+            return Evaluation(reference, candidate, drop,
+                              IntervalResult(drop - half, drop + half, "degenerate-fallback", {}))
+        ref_ap, cand_ap = self.per_class()
+        details = {"classes": len(self.classes),
+                   "per_class_ap": {int(c): [float(r), float(k)]
+                                    for c, r, k in zip(self.classes, ref_ap, cand_ap, strict=True)}}
+        return Evaluation(reference, candidate, drop,
+                          IntervalResult(low, high, "percentile", {"images": self.n}),
+                          details=details)
+
+
+@dataclass(frozen=True)
+class DetectionMetric(Metric):
+    """COCO box mAP over ``thresholds`` (indices into 0.50:0.05:0.95)."""
+
+    thresholds: tuple[int, ...] = tuple(range(len(IOU_THRESHOLDS)))
+
+    def fits_task(self, task: str) -> bool:
+        return True  # the labels' layout is checked on the first batch (reduce)
+
+    def reduce(self, output, labels, batch):
+        if labels is None or labels.ndim != 3:
+            raise QuantGuardError(
+                f"metric {self.name!r} needs detection labels (padded boxes per image), but "
+                f"{getattr(batch, 'origin', 'the validation set')} has "
+                f"{'no labels' if labels is None else f'labels of shape {list(labels.shape)}'}; "
+                "build the set with ValidationSet(inputs, labels=detection_labels(offsets, boxes, "
+                f"classes, crowd), task={DETECTION!r}) (docs/data.md, \"Detection ground truth\")")
+        return detections_from_output(output, f"metric {self.name!r}")
+
+    def scores(self, reference, candidate, labels, paired) -> Scores:
+        if labels is None:
+            raise QuantGuardError(f"metric {self.name!r} needs ground-truth boxes: build the "
+                                  "set with ValidationSet(inputs, labels=detection_labels(...), "
+                                  f"task={DETECTION!r})")
+        return DetectionScores(reference, candidate, labels, self.thresholds, self.name)
+
+
+def _metric(name: str, thresholds: tuple[int, ...], what: str) -> DetectionMetric:
+    return DetectionMetric(name=name, higher_is_better=True, kind="corpus",
+                           interval_method="percentile", default_relative=False, needs_labels=True,
+                           task=DETECTION, unit_interval=True, thresholds=thresholds,
+                           description=f"COCO box mAP {what} (pycocotools' definition)")
+
+
+MAP50 = _metric("map50", (0,), "at IoU 0.50")
+MAP75 = _metric("map75", (5,), "at IoU 0.75")
+MAP50_95 = _metric("map50_95", tuple(range(len(IOU_THRESHOLDS))), "averaged over IoU 0.50:0.95")
