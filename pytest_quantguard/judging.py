@@ -29,7 +29,8 @@ from pytest_quantguard.validators import did_you_mean
 from pytest_quantguard.verdict import Verdict, decide, severity
 
 DISCORDANT_CAP = 100  # discordant samples kept per comparison (the count is always complete)
-SUGGESTED = {"regression": "mae, rmse or r2", "language-model": "perplexity"}
+SUGGESTED = {"regression": "mae, rmse or r2", "language-model": "perplexity",
+             "detection": "map50_95, map50 or map75", "classification": "accuracy or macro_f1"}
 WIDE = 0.10  # an absolute ship limit above this on a [0, 1] score warns (docs/verdict.md)
 
 
@@ -211,11 +212,13 @@ def chance_checks(inferred: Inferred, confidence: float, dataset: ValidationSet,
 
 
 def _check_fit(metric: Metric, dataset: ValidationSet) -> None:
-    if not metric.fits_task(dataset.task):
-        raise QuantGuardError(f"{dataset.description}: metric {metric.name!r} scores class "
-                              f"predictions, but this set's task is {dataset.task!r}; use "
-                              f"{SUGGESTED[dataset.task]} (or leave metric unset for the task's "
-                              "default)")
+    detection = (metric.task == "detection", dataset.task == "detection")
+    if not metric.fits_task(dataset.task) or detection[0] != detection[1]:
+        what = {"detection": "boxes"}.get(metric.task, "class predictions")
+        raise QuantGuardError(f"{dataset.description}: metric {metric.name!r} scores {what}, but "
+                              f"this set's task is {dataset.task!r}; use "
+                              f"{SUGGESTED.get(dataset.task, 'a metric of this task')} (or leave "
+                              "metric unset for the task's default)")
     if metric.needs_labels and not dataset.has_labels:
         raise QuantGuardError(f"{dataset.first_file}: metric {metric.name!r} needs labels, and the "
                               "validation set has none; save them beside the inputs "

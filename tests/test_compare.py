@@ -157,7 +157,7 @@ def test_one_column_scores_are_thresholded_on_the_whole_set():
     (dict(confidence=1.5), "confidence: must be a number strictly between 0 and 1"),
     (dict(gate="lower"), "gate: must be one of upper, point"),
     (dict(resamples=0), "resamples: must be a whole number >= 1"),
-    (dict(metric="map50"), "arrives in a later version"),
+    (dict(metric="map50"), "metric .map50. scores boxes, but this set.s task is .classification."),
     (dict(metric="f2"), "unknown metric 'f2'"),
     (dict(max_error_increase=0.2, max_drop=0.01), "give max_drop=0.01 or max_error_increase=0.2"),
     (dict(max_error_increase=0.2, relative=True), "relative=True and max_error_increase= are two"),

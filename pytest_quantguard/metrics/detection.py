@@ -179,7 +179,7 @@ class DetectionMetric(Metric):
     thresholds: tuple[int, ...] = tuple(range(len(IOU_THRESHOLDS)))
 
     def fits_task(self, task: str) -> bool:
-        return True  # the labels' layout is checked on the first batch (reduce)
+        return task == DETECTION
 
     def reduce(self, output, labels, batch):
         if labels is None or labels.ndim != 3:

@@ -113,7 +113,7 @@ def test_bad_detection_data_is_refused_with_a_fix():
 
 def test_detection_metric_refuses_a_classification_set():
     x = np.zeros((10, 2), np.float32)
-    with pytest.raises(QuantGuardError, match=r"map50.*needs detection labels"):
+    with pytest.raises(QuantGuardError, match=r"metric .map50. scores boxes, but this set.s task is .classification.; use accuracy"):
         compare(lambda b: b, lambda b: b, data=ValidationSet(x, np.zeros(10)),
                 metric="map50")
 
@@ -165,3 +165,13 @@ def test_boxes_of_one_image_match_once():
                   scores=np.array([0.9, 0.8]))
     (matches,) = match([truth], [found], np.array([0]))
     assert matches.tp[:, 0].all() and matches.fp[:, 1].all()
+
+
+def test_a_classification_metric_refuses_a_detection_set():
+    x = np.zeros((2, 2), np.float32)
+    labels = detection_labels(np.array([0, 1, 2]), np.array([[0, 0, 4, 4], [1, 1, 5, 5]], float),
+                              np.array([0, 1]))
+    with pytest.raises(QuantGuardError, match=r"metric 'accuracy' scores class predictions, but "
+                                              r"this set's task is 'detection'; use map50_95"):
+        compare(lambda b: b, lambda b: b, data=ValidationSet(x, labels, task="detection"),
+                metric="accuracy")
