@@ -9,6 +9,7 @@ only the headers are parsed up front, and nothing is ever unpickled.
 from __future__ import annotations
 
 import math
+import tokenize
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -58,9 +59,13 @@ class NpyArray:
             with file.open("rb") as handle:
                 self.shape, self.fortran_order, self.dtype = read_npy_header(handle)
                 offset = handle.tell()
-        except (ValueError, OSError, EOFError) as error:
+        except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as error:
+            # a garbled header makes numpy's literal parser raise tokenize's own errors
             raise QuantGuardError(f"{file}: not a readable .npy file ({error}); re-save the {role} "
                                   f"with {NPY_HOWTO}") from None
+        if any(size < 0 for size in self.shape):
+            raise QuantGuardError(f"{file}: the header gives a negative size (shape "
+                                  f"{list(self.shape)}); copy or re-save the file")
         if self.dtype.hasobject:
             raise QuantGuardError(f"{file}: the {role} array holds Python objects (a pickled object "
                                   "array); quantguard never unpickles data. Save a plain numeric "
