@@ -47,6 +47,7 @@ class ReferenceCache:
 
     directory: Path | None
     memory: dict[str, np.ndarray] = field(default_factory=dict)
+    probed: bool = field(default=False, repr=False)  # the folder took a write (see _writable)
 
     def key(self, model_sha256: str | None, parts: dict[str, Any]) -> str | None:
         """The entry's name, or None when the model cannot be identified by its bytes."""
@@ -67,7 +68,7 @@ class ReferenceCache:
             return None, "off"
         records = self._read(self.directory / f"{key}.npy", n)
         if records is None:
-            return None, "miss"
+            return (None, "miss") if self._writable() else (None, "off")
         self.memory[key] = records
         return records, "hit"
 
@@ -75,8 +76,10 @@ class ReferenceCache:
         if key is None:
             return
         self.memory[key] = records
-        if self.directory is not None:
-            self._write(self.directory / f"{key}.npy", records)
+        if self.directory is not None and not self._write(self.directory / f"{key}.npy", records):
+            # a read-only or full disk costs the cache, never the comparison: it is off from here
+            # on, and says so (docs/caching.md)
+            self.directory = None
 
     @staticmethod
     def _read(path: Path, n: int) -> np.ndarray | None:
@@ -88,8 +91,26 @@ class ReferenceCache:
             return None
         return records
 
-    @staticmethod
-    def _write(path: Path, records: np.ndarray) -> None:
-        # a read-only or full disk costs the cache, never the comparison
+    def _writable(self) -> bool:
+        """Whether a miss can be stored: a probe file is written; when it cannot be, the disk store
+        is off for the rest of the run (a read-only or full cache folder)."""
+        if self.directory is None:
+            return False
+        if self.probed:
+            return True
+        if not self._write(self.directory / ".probe", np.zeros(1, np.uint8)):
+            self.directory = None
+            return False
         with contextlib.suppress(OSError):
+            (self.directory / ".probe").unlink()
+        self.probed = True
+        return True
+
+    @staticmethod
+    def _write(path: Path, records: np.ndarray) -> bool:
+        """Store ``records`` atomically; False when the disk refuses (read-only, full, too big)."""
+        try:
             write_atomically(path, lambda file: np.save(file, records, allow_pickle=False))
+        except OSError:
+            return False
+        return True

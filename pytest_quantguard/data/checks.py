@@ -38,6 +38,11 @@ def check_labels(labels: np.ndarray, n: int, where: str, task: str | None = None
     if labels.dtype.hasobject:
         raise QuantGuardError(f"{where}: an object array; give numeric labels (integers for classes)")
     check_label_header(labels.shape, labels.dtype, n, where, task, fix="give")
+    if labels.dtype.kind in "fc" and not np.isfinite(labels).all():
+        # NaN or Inf is no class and no target (docs/data.md, "Tasks and labels")
+        bad = int(np.flatnonzero(~np.isfinite(labels.reshape(len(labels), -1)).all(axis=1))[0])
+        raise QuantGuardError(f"{where}: label of sample {bad} is {labels.reshape(len(labels), -1)[bad]}"
+                              "; labels must be finite (class indices, or the regression targets)")
     if task == LANGUAGE_MODEL:
         bad = (labels < 0) & (labels != IGNORE_INDEX)
         if bad.any():

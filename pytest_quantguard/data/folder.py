@@ -130,8 +130,14 @@ def _read_manifest(file: Path) -> dict[str, Any]:
                               or not all(isinstance(name, str) for name in names)):
         raise QuantGuardError(f"{file}: class_names must be a list of strings")
     for key in ("labels", "output"):
-        if key in manifest and not isinstance(manifest[key], (str, int)):
-            raise QuantGuardError(f"{file}: {key} must be a name (string)")
+        if key in manifest and (not isinstance(manifest[key], (str, int)) or isinstance(
+                manifest[key], bool) or (isinstance(manifest[key], int) and manifest[key] < 0)):
+            raise QuantGuardError(f"{file}: {key} must be a name (string) or an index >= 0")
+    for key in ("inputs", "class_names"):
+        repeated = sorted({name for name in manifest.get(key) or () if manifest[key].count(name) > 1})
+        if repeated:
+            raise QuantGuardError(f"{file}: {key} repeats {', '.join(map(repr, repeated))}; name each "
+                                  "once")
     if "groups" in manifest and not isinstance(manifest["groups"], str):
         raise QuantGuardError(f"{file}: groups must be a name (string) of the array holding each "
                               'sample\'s group id, e.g. groups = "doc_id"')

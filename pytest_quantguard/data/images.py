@@ -109,6 +109,9 @@ def _ordered(folder: Path, classes: list[Path], class_names: list[str] | None) -
     return sorted(classes, key=lambda path: class_names.index(path.name))
 
 
+PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk (no data) and its CRC: every whole PNG ends so
+
+
 def _inspect(image_module: Any, file: Path, data: bytes) -> tuple[tuple[int, int], str]:
     """Size and mode from the header; a PNG's chunks and checksums are verified (cheap, no decode)."""
     try:
@@ -116,6 +119,8 @@ def _inspect(image_module: Any, file: Path, data: bytes) -> tuple[tuple[int, int
             size, mode = image.size, image.mode
             if image.format == "PNG":
                 image.verify()
+                if not data.endswith(PNG_END):  # pixels whole, but the file cut short (a copy)
+                    raise SyntaxError(f"truncated: no IEND chunk at the end of its {len(data)} bytes")
     # Pillow reports corrupt data with many exception types (OSError, SyntaxError, struct.error…)
     except Exception as error:
         raise QuantGuardError(f"{file}: not a readable image ({type(error).__name__}: {error}); "

@@ -9,6 +9,7 @@ only the headers are parsed up front, and nothing is ever unpickled.
 from __future__ import annotations
 
 import math
+import tokenize
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -58,9 +59,14 @@ class NpyArray:
             with file.open("rb") as handle:
                 self.shape, self.fortran_order, self.dtype = read_npy_header(handle)
                 offset = handle.tell()
-        except (ValueError, OSError, EOFError) as error:
+            self.stamp = self._stamp()
+        except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as error:
+            # a garbled header makes numpy's literal parser raise tokenize's own errors
             raise QuantGuardError(f"{file}: not a readable .npy file ({error}); re-save the {role} "
                                   f"with {NPY_HOWTO}") from None
+        if any(size < 0 for size in self.shape):
+            raise QuantGuardError(f"{file}: the header gives a negative size (shape "
+                                  f"{list(self.shape)}); copy or re-save the file")
         if self.dtype.hasobject:
             raise QuantGuardError(f"{file}: the {role} array holds Python objects (a pickled object "
                                   "array); quantguard never unpickles data. Save a plain numeric "
@@ -73,6 +79,13 @@ class NpyArray:
         if not self.shape:
             raise QuantGuardError(f"{file}: a scalar; the {role} array needs one row per sample")
 
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            status = self.file.stat()
+        except OSError:
+            return None
+        return status.st_size, status.st_mtime_ns
+
     @property
     def n(self) -> int:
         return self.shape[0]
@@ -83,6 +96,9 @@ class NpyArray:
 
     def open(self) -> np.ndarray:
         """The whole array, memory-mapped (pages load on first touch)."""
+        if self._stamp() != self.stamp:  # the digest no longer describes it (docs/data.md, "Digest")
+            raise QuantGuardError(f"{self.file}: changed since the set was read and digested; "
+                                  "do not rewrite validation data while a run uses it, and rerun")
         try:
             return np.load(self.file, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:

@@ -222,7 +222,12 @@ def _labels(table: Table, column: str, class_names: tuple[str, ...] | None) -> n
                  "(class_names = [...]) to map names to indices")
         raise QuantGuardError(f"{table.file}, line {line}, column {column!r}: label {cell!r} is not a "
                               f"number; {known}") from None
-    if np.isfinite(values).all() and (values == np.round(values)).all():
+    if not np.isfinite(values).all():  # (docs/data.md, "Tasks and labels")
+        cell, line = next((cell, line) for cell, line, value in zip(cells, table.lines, values,
+                                                                    strict=True) if not np.isfinite(value))
+        raise QuantGuardError(f"{table.file}, line {line}, column {column!r}: label {cell!r} is not "
+                              "finite; labels are class indices or finite regression targets")
+    if (values == np.round(values)).all() and (np.abs(values) < 2**53).all():
         return values.astype(np.int64)
     return values
 
