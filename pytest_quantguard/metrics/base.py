@@ -221,10 +221,15 @@ def squeeze_trailing(output: np.ndarray) -> np.ndarray:
 def integer_labels(labels: np.ndarray) -> np.ndarray:
     if np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_:
         return labels.astype(np.int64)
-    if np.issubdtype(labels.dtype, np.floating) and np.all(np.mod(labels, 1) == 0):
-        return labels.astype(np.int64)
+    if np.issubdtype(labels.dtype, np.floating):
+        whole = np.isfinite(labels) & (np.mod(labels, 1) == 0) & (np.abs(labels) < 2**53)
+        if whole.all():
+            return labels.astype(np.int64)
+        shown = labels[~whole][:3].tolist()
+    else:
+        shown = labels[:3].tolist()
     raise QuantGuardError(f"class labels must be integers, got {labels.dtype} values such as "
-                          f"{labels[:3].tolist()}; store class indices")
+                          f"{shown}; store class indices")
 
 
 def relative_change(reference: float, candidate: float, higher_is_better: bool, name: str,

@@ -19,9 +19,9 @@ def choose_output(outputs: Mapping[str, Any], output: str | int | None, what: st
     if output is None:
         return names[0]
     if isinstance(output, int):
-        if output >= len(names):
+        if output < 0 or output >= len(names):
             raise QuantGuardError(f"{what}: output={output} is out of range; the model has "
-                                  f"{len(names)} output(s): {names}")
+                                  f"{len(names)} output(s): {names} (index 0..{len(names) - 1})")
         return names[output]
     if output in outputs:
         return output

@@ -294,3 +294,13 @@ def test_a_large_or_degenerate_corpus_evaluation_carries_none():
 def test_other_families_carry_no_evaluation_notes(name):
     margin = "relative" if name.startswith("perplexity") else "absolute"
     assert _evaluate(FAMILIES[name], margin, False).notes == ()
+
+
+@pytest.mark.parametrize("labels", [np.array([0.0, 1.0, np.nan]), np.array([0.0, 1.0, 1e23]),
+                                    np.array([0.0, 0.5, 1.0])])
+def test_float_labels_that_are_not_class_indices_are_refused_with_those_values(labels):
+    from pytest_quantguard.metrics.base import integer_labels
+
+    with pytest.raises(QuantGuardError, match=r"class labels must be integers, got float64 values "
+                                              r"such as \[(nan|1e\+23|0\.5)\]"):
+        integer_labels(labels)

@@ -61,7 +61,9 @@ def test_choose_output_by_name_index_or_first():
     with pytest.raises(QuantGuardError) as error:
         choose_output(outputs, 2, "reference m.onnx")
     assert str(error.value) == ("reference m.onnx: output=2 is out of range; the model has 2 "
-                                "output(s): ['logits', 'probs']")
+                                "output(s): ['logits', 'probs'] (index 0..1)")
+    with pytest.raises(QuantGuardError, match=r"output=-1 is out of range"):  # not the last one
+        choose_output(outputs, -1, "reference m.onnx")
     with pytest.raises(QuantGuardError) as error:
         choose_output(outputs, "y", "reference m.onnx", " (choose with output=)")
     assert str(error.value) == ("reference m.onnx: no output named 'y'; its outputs are "
