@@ -13,7 +13,6 @@ import enum
 from dataclasses import dataclass
 
 from pytest_quantguard.settings import GATES
-from pytest_quantguard.stats.plan import plan, samples_for_variance, smallest_margin
 
 
 class Verdict(enum.StrEnum):
@@ -98,6 +97,9 @@ def inconclusive_remedy(drop: float, max_drop: float, n: int, *, discordance: fl
     smallest limit is the same formula solved for the limit at n (docs/verdict.md, "Remedies");
     ``fmt`` shows it in the limit's unit.
     """
+    # numpy-backed: imported when a message needs it, never at plugin load (reports import this)
+    from pytest_quantguard.stats.plan import plan, samples_for_variance, smallest_margin
+
     assumed = max(drop, 0.0)
     at_this = "at this discordance"
     if discordance is not None:

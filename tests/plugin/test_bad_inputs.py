@@ -117,6 +117,21 @@ def test_nothing_heavy_loaded(pytestconfig):
     result.assert_outcomes(passed=1)
 
 
+def test_a_session_without_comparisons_imports_not_even_numpy_at_its_end(pytester):
+    """The end-of-session reports run in every pytest run (--collect-only of an unrelated suite
+    included): they too stay clear of numpy when no comparison ran."""
+    pytester.makepyfile(test_modules="def test_nothing():\n    pass\n")
+    pytester.makeconftest(f"""
+import sys
+
+def pytest_unconfigure(config):
+    loaded = sorted(name for name in sys.modules if name.split(".")[0] in {(*HEAVY, "numpy")!r})
+    print("HEAVY MODULES", loaded)
+""")
+    result = pytester.runpytest_subprocess("--collect-only", "-s")
+    result.stdout.fnmatch_lines(["HEAVY MODULES []"])
+
+
 def _modules_after(code: str, cwd) -> list[str]:
     import subprocess
 
