@@ -38,8 +38,8 @@ from pytest_quantguard.stats.bootstrap import percentile_limits
 from pytest_quantguard.stats.result import IntervalResult
 from pytest_quantguard.stats.sums import zero_discordance_halfwidth
 
-# Floats held at once by one chunk of resamples (rows x thresholds x detections of a class).
-CHUNK_FLOATS = 8_000_000
+# Floats held at once by one chunk of resamples (rows x images, or x detections of a class).
+CHUNK_FLOATS = 2_000_000
 
 
 def detections_from_output(output: np.ndarray, where: str) -> np.ndarray:
@@ -137,7 +137,7 @@ class DetectionScores(Scores):
     def replicates(self, context: Context) -> np.ndarray:
         """The drop on ``context.resamples`` paired resamples (NaN-free: a resample without any
         ground truth has no mAP for either model and is drawn again)."""
-        largest = max([m.tp.size for m in (*self.matches[0], *self.matches[1])] + [1])
+        largest = max([m.tp.shape[1] for m in (*self.matches[0], *self.matches[1])] + [self.n])
         chunk = max(1, min(context.resamples, CHUNK_FLOATS // largest))
         out: list[np.ndarray] = []
         total = 0

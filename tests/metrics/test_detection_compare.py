@@ -113,7 +113,8 @@ def test_bad_detection_data_is_refused_with_a_fix():
 
 def test_detection_metric_refuses_a_classification_set():
     x = np.zeros((10, 2), np.float32)
-    with pytest.raises(QuantGuardError, match=r"metric .map50. scores boxes, but this set.s task is .classification.; use accuracy"):
+    with pytest.raises(QuantGuardError, match=r"metric .map50. scores boxes, but this set.s task "
+                                              r"is .classification.; use accuracy"):
         compare(lambda b: b, lambda b: b, data=ValidationSet(x, np.zeros(10)),
                 metric="map50")
 
