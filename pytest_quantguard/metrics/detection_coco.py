@@ -147,18 +147,20 @@ def match(truths: list[Boxes], detections: list[Boxes], classes: np.ndarray,
     return result
 
 
-def class_ap(matches: ClassMatches, weights: np.ndarray) -> np.ndarray:
+def class_ap(matches: ClassMatches, weights: np.ndarray, npig: np.ndarray | None = None
+             ) -> np.ndarray:
     """(B, T) AP of one class for each row of ``weights`` (B, n_images) as COCO accumulates it;
-    NaN where the weighted number of non-ignored truths is 0 (COCO's -1: no AP).
+    NaN where the weighted number of non-ignored truths is 0 (COCO's -1: no AP); ``npig``: that
+    number per row, when the caller has it.
 
     Only the true positives' columns are visited: precision rises only at a true positive, so the
     interpolated precision at a recall point (the best precision at or after the first column
     reaching it) is the best at a true positive; each true positive then carries the recall points
     its count newly reaches. Equal to COCO's sums over all columns and 101 searches up to the
     order of the final sum (counts are integers; recall is compared as COCO's ``tp / npig``)."""
-    weights = np.atleast_2d(weights)
+    weights = np.atleast_2d(weights).astype(np.float64, copy=False)
     n_rows, n_t = len(weights), matches.tp.shape[0]
-    npig = weights @ matches.positives.astype(float)
+    npig = weights @ matches.positives.astype(float) if npig is None else npig
     result = np.full((n_rows, n_t), np.nan)
     valid = npig > 0
     if not valid.any():
@@ -175,7 +177,7 @@ def class_ap(matches: ClassMatches, weights: np.ndarray) -> np.ndarray:
 def _class_ap_rows(matches: ClassMatches, weights: np.ndarray, npig: np.ndarray) -> np.ndarray:
     """``class_ap`` of rows that all have ground truth."""
     result = np.zeros((len(weights), matches.tp.shape[0]))
-    w = weights[:, matches.image].astype(np.float64)  # (b, D)
+    w = weights[:, matches.image]  # (b, D)
     total = npig[:, None]
     for t in range(matches.tp.shape[0]):
         hits = np.flatnonzero(matches.tp[t])
@@ -220,4 +222,8 @@ def mean_ap(per_class: np.ndarray, threshold: slice | int = slice(None)) -> np.n
 
 def per_class_ap(matches: list[ClassMatches], weights: np.ndarray) -> np.ndarray:
     """(B, K, T) AP of every class for each row of ``weights``."""
-    return np.stack([class_ap(m, weights) for m in matches], axis=1)
+    weights = np.atleast_2d(weights).astype(np.float64)
+    if not matches:
+        return np.zeros((len(weights), 0, 0))
+    npig = weights @ np.column_stack([m.positives for m in matches]).astype(np.float64)
+    return np.stack([class_ap(m, weights, npig[:, k]) for k, m in enumerate(matches)], axis=1)
