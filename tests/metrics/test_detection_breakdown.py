@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from jsonschema import Draft202012Validator
 
 from pytest_quantguard import ValidationSet, compare
 from pytest_quantguard.data.detection import DETECTION
 from pytest_quantguard.metrics.base import Context
 from pytest_quantguard.metrics.detection import MAP50, DetectionScores
+from pytest_quantguard.reports.json_report import build_report, load_schema
 from pytest_quantguard.simulation.detection import Degradation, detection_set
 
 N = 300
@@ -59,6 +61,16 @@ def test_the_lost_class_leads_the_rows_and_sizes_are_judged(drawn):
     assert result.verdict.value == "stay-fp16" and "class 1" in result.message
     assert "classes that lost most (AP (map50), by upper bound): 1 (n=" in result.message
     assert "object sizes that lost most (map50, by upper bound):" in result.message
+    # the record, breakdowns included, is a valid JSON report record
+    report = build_report([result.to_dict()], settings={"seed": 0, "confidence": 0.95,
+                                                        "max_drop": 0.01, "inconclusive": "fail"},
+                          policy={"max_drop": 0.02, "max_error_increase": None,
+                                  "min_confidence": None, "allow_point_gate": True,
+                                  "require_comparisons": 0, "comparisons": 1, "satisfied": True,
+                                  "violations": []}, created="2024-05-01T12:00:00+00:00", host="h",
+                          commit="0" * 40)
+    validator = Draft202012Validator(load_schema())
+    assert [error.message for error in validator.iter_errors(report)] == []
 
 
 def test_rows_use_the_overall_draws_and_class_names(drawn):
