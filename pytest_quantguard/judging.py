@@ -19,6 +19,7 @@ from pytest_quantguard.inference import Inferred, Records
 from pytest_quantguard.message import Judgement, message, remedy
 from pytest_quantguard.metrics import Context, Metric, Scores, get_metric
 from pytest_quantguard.metrics.base import require_margin
+from pytest_quantguard.metrics.detection import DetectionScores
 from pytest_quantguard.metrics.scores import BinaryScores, PerClassScores, breakdown
 from pytest_quantguard.record import Comparison, Interval
 from pytest_quantguard.runners import Runner
@@ -249,7 +250,7 @@ def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Executi
     metric, dataset = plan.metric, subject.dataset
     records = inferred.records[metric.key]
     scores = metric.scores(records.reference, records.candidate, inferred.labels, records.paired)
-    if isinstance(scores, PerClassScores) and dataset.class_names:
+    if isinstance(scores, (PerClassScores, DetectionScores)) and dataset.class_names:
         scores = dataclasses.replace(scores, class_names=tuple(dataset.class_names))
     rng = derive_rng(execution.seed, dataset.digest, metric.key,
                      scores_digest(*scores.digest_arrays()))
@@ -263,7 +264,8 @@ def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Executi
     decision = decide(evaluation.drop, interval.low, interval.high, max_drop=plan.max_drop,
                       qat_limit=plan.qat_limit, gate=tolerance.gate, fmt=fmt)
     details = {**evaluation.interval.details, **evaluation.details}
-    slices = breakdowns(scores, inferred.labels, dataset, context, plan, tolerance)
+    slices = breakdowns(scores, inferred.labels, dataset, context, plan, tolerance,
+                        own=evaluation.details)
     details.update(slices)
     verdict, rule, culprit = decision.verdict, decision.rule, None
     if tolerance.slice_max_drop is not None:
@@ -352,10 +354,12 @@ def _sample_value(value: Any) -> Any:
 
 
 def breakdowns(scores: Scores, labels: np.ndarray | None, dataset: ValidationSet,
-               context: Context, plan: Plan, tolerance: Tolerance) -> dict[str, Any]:
+               context: Context, plan: Plan, tolerance: Tolerance,
+               own: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Per-class drops (classification: each class's accuracy) and per-slice drops (manifest
-    ``slices``: the gated metric on each slice), each with its interval."""
-    found: dict[str, Any] = {}
+    ``slices``: the gated metric on each slice), each with its interval; a family's ``own`` rows
+    (detection: each class's AP, each object size's mAP) are judged alike."""
+    found: dict[str, Any] = {key: own[key] for key in OWN_ROWS if own and key in own}
     correctness = scores.correctness()
     if correctness is not None and not isinstance(scores, PerClassScores) \
             and labels is not None and labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
@@ -370,7 +374,7 @@ def breakdowns(scores: Scores, labels: np.ndarray | None, dataset: ValidationSet
     if dataset.slices is not None:
         found["slices"] = breakdown(scores, dataset.slices, context)
     if tolerance.slice_max_drop is not None:
-        for key in ("per_class", "slices"):
+        for key in ("per_class", "per_size", "slices"):
             for row in found.get(key, ()):
                 if "error" in row:
                     row["verdict"] = str(Verdict.INCONCLUSIVE)
@@ -381,11 +385,14 @@ def breakdowns(scores: Scores, labels: np.ndarray | None, dataset: ValidationSet
     return found
 
 
+OWN_ROWS = ("per_class", "per_size")  # rows a family's evaluation gives in its details
+
+
 def slice_verdict(verdict: Verdict, rule: str, slices: dict[str, Any], fmt):
     """With ``slice_max_drop``, the comparison's verdict is the worst of its own and every
     class's and slice's."""
     worst = None
-    for key, what in (("per_class", "class"), ("slices", "slice")):
+    for key, what in (("per_class", "class"), ("per_size", "size"), ("slices", "slice")):
         for row in slices.get(key, ()):
             if severity(row["verdict"]) > verdict.severity and (
                     worst is None or severity(row["verdict"]) > severity(worst[1]["verdict"])):

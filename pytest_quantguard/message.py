@@ -130,14 +130,16 @@ def _family_lines(j: Judgement) -> list[str]:
 def _lost_most(j: Judgement) -> list[str]:
     """The classes and slices that lost most, by upper bound (when any lost at all)."""
     lines = []
-    for key, what_rows in (("per_class", "classes"), ("slices", "slices")):
+    for key, what_rows in (("per_class", "classes"), ("per_size", "object sizes"),
+                           ("slices", "slices")):
         rows = [row for row in j.details.get(key, ()) if "drop" in row]
         if rows and any(row["drop"] > 0 for row in rows):
             if key == "per_class":  # each class's accuracy, unless the metric is itself 0/1
                 label, short = j.details.get("per_class_metric", j.metric.key), \
                     row_formatter(True, j.margin)
-            else:
-                label, short = j.metric.key, row_formatter(j.metric.kind == "binary", j.margin)
+            else:  # detection's per-size rows are mAP, in points on the absolute margin
+                label, short = j.metric.key, row_formatter(
+                    j.metric.kind == "binary" or (key == "per_size" and j.metric.bounded), j.margin)
             shown_rows = "; ".join(
                 f"{row['slice']!r} (n={row['n']}) {short(row['drop'])} "
                 f"[{short(row['low'])}, {short(row['high'])}]"

@@ -26,6 +26,7 @@ from pytest_quantguard.metrics.base import (
     relative_change,
     require_margin,
 )
+from pytest_quantguard.metrics.detection_breakdown import SIZES, drops, rows
 from pytest_quantguard.metrics.detection_coco import (
     IOU_THRESHOLDS,
     Boxes,
@@ -38,8 +39,8 @@ from pytest_quantguard.stats.bootstrap import percentile_limits
 from pytest_quantguard.stats.result import IntervalResult
 from pytest_quantguard.stats.sums import zero_discordance_halfwidth
 
-# Floats held at once by one chunk of resamples (rows x thresholds x detections of a class).
-CHUNK_FLOATS = 8_000_000
+# Floats held at once by one chunk of resamples (rows x images, or x detections of a class).
+CHUNK_FLOATS = 2_000_000
 
 
 def detections_from_output(output: np.ndarray, where: str) -> np.ndarray:
@@ -81,6 +82,8 @@ class DetectionScores(Scores):
     thresholds: tuple[int, ...]
     name: str
     area: str = "all"
+    breakdowns: bool = True  # per-class and per-size rows (not inside a manifest slice)
+    class_names: tuple[str, ...] | None = None
 
     @property
     def n(self) -> int:
@@ -88,7 +91,7 @@ class DetectionScores(Scores):
 
     def subset(self, mask: np.ndarray) -> DetectionScores:
         return replace(self, reference=self.reference[mask], candidate=self.candidate[mask],
-                       labels=self.labels[mask])
+                       labels=self.labels[mask], breakdowns=False)
 
     def digest_arrays(self) -> tuple[np.ndarray, ...]:
         return self.reference, self.candidate
@@ -100,15 +103,26 @@ class DetectionScores(Scores):
         return np.unique(self.labels[..., 4][real]).astype(np.int64)
 
     @functools.cached_property
+    def _boxes(self):
+        return [image_boxes(self.labels, detections) for detections in (self.reference,
+                                                                          self.candidate)]
+
+    @functools.cached_property
+    def _by_area(self) -> dict[str, tuple[list[ClassMatches], list[ClassMatches]]]:
+        return {}
+
+    def area_matches(self, area: str) -> tuple[list[ClassMatches], list[ClassMatches]]:
+        """Each model's matches in one area range, once (only the thresholds averaged)."""
+        if area not in self._by_area:
+            pick = list(self.thresholds)
+            self._by_area[area] = tuple([replace(m, tp=m.tp[pick], fp=m.fp[pick])
+                                         for m in match(truths, found, self.classes, area)]
+                                        for truths, found in self._boxes)
+        return self._by_area[area]
+
+    @property
     def matches(self) -> tuple[list[ClassMatches], list[ClassMatches]]:
-        """Each model's matches, once (only the thresholds this metric averages)."""
-        pick = list(self.thresholds)
-        result = []
-        for detections in (self.reference, self.candidate):
-            truths, found = image_boxes(self.labels, detections)
-            result.append([replace(m, tp=m.tp[pick], fp=m.fp[pick])
-                           for m in match(truths, found, self.classes, self.area)])
-        return result[0], result[1]
+        return self.area_matches(self.area)
 
     def map(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Both models' mAP for each row of image ``weights`` (B, n)."""
@@ -116,9 +130,17 @@ class DetectionScores(Scores):
 
     def per_class(self) -> tuple[np.ndarray, np.ndarray]:
         """Both models' AP per class (of ``classes``), averaged over the thresholds."""
-        ones = np.ones((1, self.n))
-        return tuple(np.nanmean(per_class_ap(m, ones)[0], axis=-1) if len(m) else np.zeros(0)
-                     for m in self.matches)
+        return tuple(v[0] for v in self._accumulated(np.ones((1, self.n)), False)["per_class"])
+
+    def _accumulated(self, weights: np.ndarray, sizes: bool) -> dict[str, tuple]:
+        """Both models' mAP, AP per class (area ``all``) and, with ``sizes``, mAP per size range,
+        for each row of ``weights``."""
+        aps = [per_class_ap(m, weights) for m in self.matches]  # (B, K, T) each
+        out = {"map": tuple(mean_ap(ap) for ap in aps),
+               "per_class": tuple(ap.mean(axis=-1) if ap.shape[1] else ap[..., 0] for ap in aps)}
+        for size in SIZES if sizes else ():
+            out[size] = tuple(mean_ap(per_class_ap(m, weights)) for m in self.area_matches(size))
+        return out
 
     def _drop(self, reference, candidate, context: Context):
         if context.margin == "relative":
@@ -134,22 +156,26 @@ class DetectionScores(Scores):
         counts = context.rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=rows)
         return counts[:, group]
 
-    def replicates(self, context: Context) -> np.ndarray:
-        """The drop on ``context.resamples`` paired resamples (NaN-free: a resample without any
-        ground truth has no mAP for either model and is drawn again)."""
-        largest = max([m.tp.size for m in (*self.matches[0], *self.matches[1])] + [1])
+    def resampled(self, context: Context, sizes: bool = False) -> dict[str, tuple]:
+        """Both models' figures (``_accumulated``) on ``context.resamples`` paired resamples of
+        images; a resample without any ground truth has no mAP for either model and is drawn
+        again."""
+        largest = max([m.tp.shape[1] for m in (*self.matches[0], *self.matches[1])] + [self.n])
         chunk = max(1, min(context.resamples, CHUNK_FLOATS // largest))
-        out: list[np.ndarray] = []
+        parts: list[dict[str, tuple]] = []
         total = 0
         while total < context.resamples:
-            reference, candidate = self.map(self._weights(min(chunk, context.resamples - total),
-                                                          context))
-            keep = ~np.isnan(reference)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                drops = np.asarray(self._drop(reference[keep], candidate[keep], context))
-            out.append(drops)
-            total += len(drops)
-        return np.concatenate(out)[:context.resamples]
+            found = self._accumulated(self._weights(min(chunk, context.resamples - total),
+                                                    context), sizes)
+            keep = ~np.isnan(found["map"][0])
+            parts.append({key: tuple(v[keep] for v in pair) for key, pair in found.items()})
+            total += int(keep.sum())
+        return {key: tuple(np.concatenate([p[key][i] for p in parts])[:context.resamples]
+                           for i in range(2)) for key in parts[0]}
+
+    def replicates(self, context: Context) -> np.ndarray:
+        """The drop on ``context.resamples`` paired resamples."""
+        return drops(*self.resampled(context)["map"], context.margin)
 
     def evaluate(self, context: Context) -> Evaluation:
         require_margin(self.name, context.margin, ("absolute", "relative"))
@@ -158,18 +184,41 @@ class DetectionScores(Scores):
             raise QuantGuardError(f"{context.where}: no image has a (non-crowd) ground-truth box, "
                                   f"so {self.name} is undefined; give labelled boxes")
         drop = float(self._drop(reference, candidate, context))
-        low, high = percentile_limits(self.replicates(context), context.confidence)
+        resampled = self.resampled(context, sizes=self.breakdowns)
+        low, high = percentile_limits(drops(*resampled["map"], context.margin), context.confidence)
+        details = self._breakdown_details(resampled, context) if self.breakdowns else {}
         if low == high:  # every resample gives the same drop: the score bound, never zero width
             half = zero_discordance_halfwidth(self.n, context.confidence) * (abs(reference) or 1.0)
             return Evaluation(reference, candidate, drop,
-                              IntervalResult(drop - half, drop + half, "degenerate-fallback", {}))
-        ref_ap, cand_ap = self.per_class()
-        details = {"classes": len(self.classes),
-                   "per_class_ap": {int(c): [float(r), float(k)]
-                                    for c, r, k in zip(self.classes, ref_ap, cand_ap, strict=True)}}
+                              IntervalResult(drop - half, drop + half, "degenerate-fallback", {}),
+                              details=details)
         return Evaluation(reference, candidate, drop,
                           IntervalResult(low, high, "percentile", {"images": self.n}),
                           details=details)
+
+    def _breakdown_details(self, resampled: dict[str, tuple], context: Context) -> dict:
+        """Per-class AP rows (absolute, as every family's per-class rows) and per-size mAP rows
+        (the comparison's margin), from the overall interval's resamples."""
+        ones = np.ones((1, self.n))
+        full = self._accumulated(ones, True)
+        ref_ap, cand_ap = (v[0] for v in full["per_class"])
+        labels = [int(c) for c in self.classes]
+        names = [self.class_names[c] if self.class_names and c < len(self.class_names) else c
+                 for c in labels]
+        counts = np.array([np.count_nonzero(m.positives) for m in self.matches[0]])
+        per_class = rows(labels, names, counts, (ref_ap, cand_ap), resampled["per_class"],
+                         "absolute", context)
+        size_counts = np.array([np.count_nonzero(sum(m.positives for m in self.area_matches(s)[0]))
+                                for s in SIZES])
+        per_size = rows(list(SIZES), list(SIZES), size_counts,
+                        tuple(np.array([full[s][i][0] for s in SIZES]) for i in range(2)),
+                        tuple(np.column_stack([resampled[s][i] for s in SIZES]) for i in range(2)),
+                        context.margin, context)
+        return {"classes": len(self.classes),
+                "per_class_ap": {int(c): [float(r), float(k)]
+                                 for c, r, k in zip(self.classes, ref_ap, cand_ap, strict=True)},
+                "per_class": per_class, "per_class_metric": f"AP ({self.name})",
+                "per_size": per_size}
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 
 AREA_RANGES = {"all": (0.0, 1e5**2), "small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2),
                "large": (96.0**2, 1e5**2)}
 MAX_DETECTIONS = 100
+BLOCK_FLOATS = 32_768  # bootstrap rows accumulated at once: about 256 KB a working array
 
 
 @dataclass(frozen=True)
@@ -146,35 +147,65 @@ def match(truths: list[Boxes], detections: list[Boxes], classes: np.ndarray,
     return result
 
 
-def class_ap(matches: ClassMatches, weights: np.ndarray) -> np.ndarray:
+def class_ap(matches: ClassMatches, weights: np.ndarray, npig: np.ndarray | None = None
+             ) -> np.ndarray:
     """(B, T) AP of one class for each row of ``weights`` (B, n_images) as COCO accumulates it;
-    NaN where the weighted number of non-ignored truths is 0 (COCO's -1: no AP)."""
-    weights = np.atleast_2d(weights)
+    NaN where the weighted number of non-ignored truths is 0 (COCO's -1: no AP); ``npig``: that
+    number per row, when the caller has it.
+
+    Only the true positives' columns are visited: precision rises only at a true positive, so the
+    interpolated precision at a recall point (the best precision at or after the first column
+    reaching it) is the best at a true positive; each true positive then carries the recall points
+    its count newly reaches. Equal to COCO's sums over all columns and 101 searches up to the
+    order of the final sum (counts are integers; recall is compared as COCO's ``tp / npig``)."""
+    weights = np.atleast_2d(weights).astype(np.float64, copy=False)
     n_rows, n_t = len(weights), matches.tp.shape[0]
-    npig = weights @ matches.positives.astype(float)
+    npig = weights @ matches.positives.astype(float) if npig is None else npig
     result = np.full((n_rows, n_t), np.nan)
     valid = npig > 0
     if not valid.any():
         return result
-    if matches.tp.shape[1] == 0:
-        result[valid] = 0.0
-        return result
-    w = weights[valid][:, matches.image]  # (b, D)
-    tp = np.cumsum(w[:, None, :] * matches.tp[None], axis=-1)
-    fp = np.cumsum(w[:, None, :] * matches.fp[None], axis=-1)
-    recall = tp / npig[valid][:, None, None]
-    precision = tp / (fp + tp + np.spacing(1))
-    precision = np.maximum.accumulate(precision[..., ::-1], axis=-1)[..., ::-1]
-    n_det = recall.shape[-1]
-    flat_recall = recall.reshape(-1, n_det)
-    # one search per row: COCO compares recall with the thresholds exactly (an offset trick that
-    # searched all rows at once would merge values one rounding step apart)
-    found = np.stack([np.searchsorted(row, RECALL_THRESHOLDS, side="left") for row in flat_recall])
-    inside = found < n_det
-    flat_precision = precision.reshape(-1, n_det)
-    values = np.where(inside, np.take_along_axis(flat_precision, np.minimum(found, n_det - 1), 1), 0.0)
-    result[valid] = values.mean(axis=1).reshape(-1, n_t)
+    result[valid] = 0.0
+    rows = np.flatnonzero(valid)
+    block = max(16, BLOCK_FLOATS // max(matches.tp.shape[1], 1))  # rows that stay in cache
+    for start in range(0, len(rows), block):
+        part = rows[start:start + block]
+        result[part] = _class_ap_rows(matches, weights[part], npig[part])
     return result
+
+
+def _class_ap_rows(matches: ClassMatches, weights: np.ndarray, npig: np.ndarray) -> np.ndarray:
+    """``class_ap`` of rows that all have ground truth."""
+    result = np.zeros((len(weights), matches.tp.shape[0]))
+    w = weights[:, matches.image]  # (b, D)
+    total = npig[:, None]
+    for t in range(matches.tp.shape[0]):
+        hits = np.flatnonzero(matches.tp[t])
+        if len(hits) == 0:
+            continue
+        misses = np.flatnonzero(matches.fp[t])
+        tp = np.cumsum(w[:, hits], axis=1)
+        fp = np.zeros((len(w), len(misses) + 1))
+        np.cumsum(w[:, misses], axis=1, out=fp[:, 1:])
+        fp = fp[:, np.searchsorted(misses, hits)]  # false positives before each true positive
+        precision = tp / (fp + tp + np.spacing(1))
+        precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+        reached = _points_reached(tp, total)
+        reached[:, 1:] -= reached[:, :-1].copy()
+        result[:, t] = np.einsum("ij,ij->i", precision, reached) / len(RECALL_THRESHOLDS)
+    return result
+
+
+def _points_reached(tp: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """How many recall thresholds r satisfy r <= tp / total (COCO's float division): the
+    thresholds reached by a true-positive count, found by rounding and two exact corrections."""
+    recall = tp / total
+    last = len(RECALL_THRESHOLDS) - 1
+    index = np.clip(np.floor(recall * last).astype(np.int64), 0, last)
+    index -= RECALL_THRESHOLDS[index] > recall  # R[index] must be <= recall ...
+    up = np.minimum(index + 1, last)
+    index += (up > index) & (RECALL_THRESHOLDS[up] <= recall)  # ... and R[index + 1] above it
+    return (index + 1).astype(np.float64)
 
 
 def mean_ap(per_class: np.ndarray, threshold: slice | int = slice(None)) -> np.ndarray:
@@ -191,4 +222,8 @@ def mean_ap(per_class: np.ndarray, threshold: slice | int = slice(None)) -> np.n
 
 def per_class_ap(matches: list[ClassMatches], weights: np.ndarray) -> np.ndarray:
     """(B, K, T) AP of every class for each row of ``weights``."""
-    return np.stack([class_ap(m, weights) for m in matches], axis=1)
+    weights = np.atleast_2d(weights).astype(np.float64)
+    if not matches:
+        return np.zeros((len(weights), 0, 0))
+    npig = weights @ np.column_stack([m.positives for m in matches]).astype(np.float64)
+    return np.stack([class_ap(m, weights, npig[:, k]) for k, m in enumerate(matches)], axis=1)

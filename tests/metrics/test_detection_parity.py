@@ -12,7 +12,9 @@ import pytest
 
 from pytest_quantguard.metrics.detection_coco import (
     AREA_RANGES,
+    RECALL_THRESHOLDS,
     Boxes,
+    class_ap,
     match,
     mean_ap,
     per_class_ap,
@@ -140,3 +142,39 @@ def test_only_crowd_and_empty_images(tmp_path):
 
 def test_area_ranges_are_coco():
     assert AREA_RANGES["small"][1] == AREA_RANGES["medium"][0] == 32**2
+
+
+def naive_class_ap(matches, weights):
+    """COCO's accumulate, one weighted row at a time, over every column and 101 searches."""
+    rows = []
+    for row in np.atleast_2d(weights):
+        npig = row @ matches.positives
+        values = []
+        for t in range(matches.tp.shape[0]):
+            if npig == 0:
+                values.append(np.nan)
+                continue
+            w = row[matches.image].astype(float)
+            tp, fp = np.cumsum(w * matches.tp[t]), np.cumsum(w * matches.fp[t])
+            recall, precision = tp / npig, tp / (fp + tp + np.spacing(1))
+            precision = np.maximum.accumulate(precision[::-1])[::-1]
+            found = np.searchsorted(recall, RECALL_THRESHOLDS, side="left")
+            inside = found < len(recall)
+            values.append(np.where(inside, precision[np.minimum(found, len(recall) - 1)]
+                                   if len(recall) else 0.0, 0.0).mean())
+        rows.append(values)
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_weighted_accumulation_equals_coco_row_by_row(seed):
+    """The vectorized re-accumulation of bootstrap rows (true positives only) gives COCO's
+    accumulate of every weighted row (to rounding), zero weights and empty resamples included."""
+    truth, results = generate(seed)
+    truths, detections = to_arrays(truth, results)
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(len(truths), np.full(len(truths), 1 / len(truths)), size=40)
+    weights[0] = 0
+    for matches in match(truths, detections, np.arange(N_CLASSES), "all"):
+        np.testing.assert_allclose(class_ap(matches, weights), naive_class_ap(matches, weights),
+                                   rtol=1e-12, atol=1e-15)
