@@ -147,7 +147,7 @@ def _lost(record: Mapping[str, Any]) -> list[str]:
     details = record.get("details") or {}
     lines = [f"- {_code(record['id'])} ({_one_line(record['metric'])}): **{record['verdict']}**"]
     fmt = unit_formatter(record)
-    for key, what in (("per_class", "classes"), ("slices", "slices")):
+    for key, what in (("per_class", "classes"), ("per_size", "object sizes"), ("slices", "slices")):
         rows = details.get(key) or []
         if not rows:
             continue
