@@ -166,10 +166,12 @@ def _check_consistent(shards: list[dict[str, Any]]) -> None:
 
 
 def _loader(file: Path, n: int, input_names: list[str], label_name: str | None, task: str | None):
+    stamp = file_stamp(file)
+
     def load(with_inputs: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """Read the shard's arrays (only its labels when ``with_inputs`` is False)."""
         names = input_names if with_inputs else []
-        arrays = _read_arrays(file, names if label_name is None else [*names, label_name])
+        arrays = _read_arrays(file, names if label_name is None else [*names, label_name], stamp)
         inputs = {name: arrays[name] for name in names}
         labels = None if label_name is None else check_labels(arrays[label_name], n, str(file), task)
         return inputs, labels
@@ -179,14 +181,30 @@ def _loader(file: Path, n: int, input_names: list[str], label_name: str | None, 
 
 def _array_loader(file: Path, n: int, name: str, check: Callable[[np.ndarray, int, str], np.ndarray]):
     """Load one per-sample array of the shard (groups, slices) and check it."""
+    stamp = file_stamp(file)
+
     def load_array() -> np.ndarray:
-        return check(_read_arrays(file, [name])[name], n, f"{file} [{name}]")
+        return check(_read_arrays(file, [name], stamp)[name], n, f"{file} [{name}]")
 
     return load_array
 
 
-def _read_arrays(file: Path, names: list[str]) -> dict[str, np.ndarray]:
-    """The named arrays of a shard, read whole (never unpickled)."""
+def file_stamp(file: Path) -> tuple[int, int] | None:
+    """Size and modification time: a file rewritten after the set was read (and digested) shows."""
+    try:
+        status = file.stat()
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
+def _read_arrays(file: Path, names: list[str],
+                 stamp: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """The named arrays of a shard, read whole (never unpickled); refused when the file changed
+    since ``stamp`` (docs/data.md, "Digest")."""
+    if stamp is not None and file_stamp(file) != stamp:
+        raise QuantGuardError(f"{file}: changed since the set was read and digested; do not "
+                              "rewrite validation data while a run uses it, and rerun")
     try:
         with np.load(file, allow_pickle=False) as archive:
             return {name: archive[name] for name in names}

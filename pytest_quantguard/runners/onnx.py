@@ -66,9 +66,11 @@ class OnnxRunner:
         # Everything about the file is checked before onnxruntime opens it (or any file it names).
         scan = scan_model(path)
         self.files = [path, *external_data_files(path, scan)]
+        stamps = _stamps(self.files)
         self.nbytes = sum(file.stat().st_size for file in self.files)
         self.sha256 = _files_sha256(self.files)
         self.session = _session(onnxruntime, path, device, intra_op_threads)
+        _refuse_changed(self.files, stamps)  # the sha256 must describe the bytes the session read
         self.inputs = self.session.get_inputs()
         # Only tensors are outputs here: a sequence or map (scikit-learn's ZipMap of class
         # probabilities) has no rows to score, so it is left out (docs/models.md, "Output selection").
@@ -206,6 +208,20 @@ def _session(onnxruntime: Any, path: Path, device: str, intra_op_threads: int | 
 def _shown_shape(shape: list[Any]) -> list[Any]:
     return [dim if isinstance(dim, int) and dim > 0 else "batch" if i == 0 else dim or "?"
             for i, dim in enumerate(shape)]
+
+
+def _stamps(files: list[Path]) -> list[tuple[int, int]]:
+    return [(file.stat().st_size, file.stat().st_mtime_ns) for file in files]
+
+
+def _refuse_changed(files: list[Path], stamps: list[tuple[int, int]]) -> None:
+    """A model file rewritten while it was hashed and loaded: its sha256 (the cache key, the
+    report) may describe other bytes than the session holds."""
+    for file, before, after in zip(files, stamps, _stamps(files), strict=True):
+        if before != after:
+            raise QuantGuardError(f"{file}: the file changed while it was being hashed and "
+                                  "loaded (another process is writing it?); wait until it is "
+                                  "written completely and run again")
 
 
 def _files_sha256(files: list[Path]) -> str:

@@ -107,6 +107,13 @@ def _checked_data_file(path: Path, location: str, end: int, tensor: str) -> Path
             f"reads its weights from {location!r}); an external-data model is two files: copy "
             f"{location} into the model's folder beside {path.name} (move and copy both files "
             "together, and check that Git LFS or your artifact store fetched it)")
+    folder = path.parent.resolve()
+    if not file.resolve().is_relative_to(folder):  # a link inside the folder to elsewhere
+        raise QuantGuardError(
+            f"{file}: this external data file of {path.name} links to {file.resolve()}, outside "
+            f"the model's folder {folder}; onnxruntime refuses external data that resolves "
+            "outside the model's folder: copy the data file into the folder beside "
+            f"{path.name} (or load the model from where its data is)")
     size = file.stat().st_size
     if size < end:
         with file.open("rb") as handle:
@@ -120,8 +127,9 @@ def _checked_data_file(path: Path, location: str, end: int, tensor: str) -> Path
 
 
 def _check_location(path: Path, tensor: str, location: str) -> None:
-    """Refuse a location that could reach outside the model's folder (checked on the name alone:
-    links inside the folder were put there by whoever owns it, and are followed)."""
+    """Refuse a location that could reach outside the model's folder (checked on the name here;
+    a link inside the folder that resolves outside it is refused by ``_checked_data_file``, as
+    onnxruntime would refuse it)."""
     parts = re.split(r"[\\/]", location)
     if not location or "\x00" in location:
         reason = "an empty or invalid file name"

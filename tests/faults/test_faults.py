@@ -153,6 +153,16 @@ def test_a_data_file_changed_after_its_digest_is_refused(tmp_path):
         list(dataset.batches(4))
 
 
+def test_an_npz_shard_changed_after_its_digest_is_refused(tmp_path):
+    np.savez(tmp_path / "val.npz", inputs=np.ones((10, 2), np.float32), labels=np.zeros(10, np.int64))
+    dataset = ValidationSet.from_folder(tmp_path)
+    np.savez(tmp_path / "val.npz", inputs=np.full((10, 2), 2, np.float32),
+             labels=np.zeros(10, np.int64))
+    os.utime(tmp_path / "val.npz", ns=(1, 1))  # whatever the clock's resolution
+    with pytest.raises(QuantGuardError, match=r"val\.npz: changed since the set was read"):
+        list(dataset.batches(4))
+
+
 def test_a_symlink_in_a_data_folder_loads_what_it_points_at(tmp_path):
     outside = tmp_path / "store"
     outside.mkdir()
@@ -166,3 +176,62 @@ def test_a_symlink_in_a_data_folder_loads_what_it_points_at(tmp_path):
                                   np.arange(12, dtype=np.float32).reshape(6, 2))
     np.save(outside / "x.npy", np.zeros((6, 2), np.float32))
     assert ValidationSet.from_folder(folder).digest != first.digest  # the digest reads the target
+
+
+def _external_data_model(folder: Path, location: str = "w.data") -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+                              [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(folder / "m.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location=location, size_threshold=0)
+    return folder / "m.onnx"
+
+
+def test_a_model_folder_link_to_data_outside_it_is_refused_naming_the_fix(tmp_path):
+    """onnxruntime refuses external data that resolves outside the model's folder; the error says
+    which link and what to do, not "a truncated .onnx file"."""
+    from pytest_quantguard.runners import make_runner
+
+    stored = _external_data_model(tmp_path / "store")
+    (tmp_path / "model").mkdir()
+    shutil.copy(stored, tmp_path / "model" / "m.onnx")
+    (tmp_path / "model" / "w.data").symlink_to(tmp_path / "store" / "w.data")
+    with pytest.raises(QuantGuardError, match=r"w\.data: this external data file of m\.onnx links "
+                                              r"to .*store/w\.data, outside the model's folder .*copy "
+                                              r"the data file into the folder"):
+        make_runner(tmp_path / "model" / "m.onnx")
+    inside = tmp_path / "model" / "copy.data"  # a link that stays inside the folder is followed
+    shutil.copy(tmp_path / "store" / "w.data", inside)
+    (tmp_path / "model" / "w.data").unlink()
+    (tmp_path / "model" / "w.data").symlink_to(inside)
+    assert make_runner(tmp_path / "model" / "m.onnx").sha256 == make_runner(stored).sha256
+
+
+def test_a_model_rewritten_while_it_is_hashed_and_loaded_is_refused(tmp_path, monkeypatch):
+    """The fault injected where it can happen: between the sha256 and the session."""
+    from pytest_quantguard.runners import make_runner
+    from pytest_quantguard.runners import onnx as onnx_runner
+
+    model = _external_data_model(tmp_path)
+    real_session = onnx_runner._session
+
+    def rewritten_first(*args, **kwargs):
+        with (tmp_path / "w.data").open("r+b") as handle:  # another writer, same size
+            handle.write(np.float32(7).tobytes())
+        os.utime(tmp_path / "w.data", ns=(1, 1))
+        return real_session(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_runner, "_session", rewritten_first)
+    with pytest.raises(QuantGuardError, match=r"w\.data: the file changed while it was being "
+                                              r"hashed and loaded"):
+        make_runner(model)
+    monkeypatch.setattr(onnx_runner, "_session", real_session)
+    assert make_runner(model).output_names == ["y"]  # once it stands still, it loads
