@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from pytest_quantguard import settings
-from pytest_quantguard.errors import QuantGuardError
+from pytest_quantguard import policy, settings
+from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 from pytest_quantguard.fixture import (
     NO_DATA,
     RECORDS_KEY,
@@ -149,6 +149,12 @@ def pytest_configure(config: pytest.Config) -> None:
                             pytest_cache=getattr(config, "cache", None))
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(state, "quantguard-state")
+    if state.controller:
+        for text in policy.run_limit_warnings(state.options):
+            try:
+                config.issue_config_time_warning(QuantGuardWarning(text), stacklevel=2)
+            except QuantGuardWarning:  # -W error: a usage error, never an INTERNALERROR
+                raise pytest.UsageError(f"quantguard: {text}") from None
     config.hook.pytest_quantguard_register_metrics.call_historic(
         kwargs={"register": _register_metric})
 

@@ -65,6 +65,27 @@ def _percent_hint(value: Any) -> str:
             if big else "")
 
 
+def run_limit_warnings(options: Options) -> list[str]:
+    """Run-wide limits of 1 or more (ini or command line), said once at start: a marker or call
+    that sets the key hides them from the per-comparison unit check, so a percent typed there
+    could go unnoticed (docs/verdict.md, "Limits and their units")."""
+    relative = bool(options.values.get("relative"))
+    found = []
+    for key in ("max_drop", "qat_limit", "slice_max_drop", "max_error_increase"):
+        value, layer = options.values.get(key), options.origins.get(key)
+        if layer is None or value is None or value < 1:
+            continue
+        if key == "qat_limit" and options.values.get("max_error_increase") is not None:
+            continue  # the try-qat band of an error rate may exceed 100 %
+        unit = ("a relative limit: 0.01 = 1 %" if relative or key == "max_error_increase" else
+                "on a score in [0, 1] (accuracy, F1, agreement, cosine) 0.01 = 1 point")
+        found.append(f"{describe_source(key, layer)} = {value:g} is {100 * value:g} % as a fraction "
+                     f"({unit}); did you mean {value / 100:g}? A comparison it applies to refuses "
+                     "it where the metric is scored in [0, 1] (or the limit is relative); a test "
+                     f"whose marker or call sets {key} does not use it at all")
+    return found
+
+
 def floor(options: Options) -> dict[str, Any]:
     """What the pipe checks per comparison (it never imports this module): the policy's limits,
     held to their metric's unit, and its min_reference table, applied beside the test's own."""

@@ -147,3 +147,35 @@ def test_band(quant_compare):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_band.py:3: QuantGuardWarning*try-qat band is empty*"])
     assert "fixture.py" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(("args", "ini", "shown"), [
+    (["--quant-max-drop", "5"], "", "--quant-max-drop (command line) = 5 is 500 % as a fraction"),
+    ([], "quant_qat_limit = 3\n", "quant_qat_limit (ini file) = 3 is 300 % as a fraction"),
+])
+def test_a_run_wide_percent_is_said_at_start_even_where_a_marker_hides_it(pytester, example, args,
+                                                                          ini, shown):
+    """The marker's own limit is used (and fine); the option the user typed is not silently
+    ignored: a warning at start names it and the fraction meant."""
+    pytester.makeini("[pytest]\n" + ini)
+    pytester.makepyfile(test_marked='''
+import pytest
+
+@pytest.mark.quant_tolerance(max_drop=0.01, qat_limit=0.03)
+def test_int8(quant_compare):
+    quant_compare("models/fp32.onnx", "models/int8.onnx")
+''')
+    result = pytester.runpytest("--quant-data", "prod_val", "-p", "no:cacheprovider",
+                                "-W", "always::pytest_quantguard.QuantGuardWarning", *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*QuantGuardWarning: {shown}*did you mean 0.0*a test whose "
+                                 "marker or call sets*does not use it at all*"])
+
+
+def test_under_w_error_the_run_wide_percent_is_a_usage_error(pytester, example):
+    pytester.makepyfile(test_one="def test_nothing():\n    pass\n")
+    result = pytester.runpytest("--quant-max-drop", "5", "-p", "no:cacheprovider",
+                                "-W", "error::pytest_quantguard.QuantGuardWarning")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: quantguard: --quant-max-drop (command line) = 5 is 500 %*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
