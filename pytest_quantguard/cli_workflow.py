@@ -105,6 +105,10 @@ def _guarded(handler: Callable[[argparse.Namespace, argparse.ArgumentParser], in
         except QuantGuardError as error:
             print(f"quantguard {args.command}: error: {error}", file=sys.stderr)
             return DATA_ERROR
+        except OSError as error:  # a folder or report path that cannot be written
+            print(f"quantguard {args.command}: error: {error.filename or ''}: "
+                  f"{error.strerror or error}; choose another path", file=sys.stderr)
+            return DATA_ERROR
 
     return run
 
@@ -150,7 +154,7 @@ def _run_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from pytest_quantguard.batching import choose_batch, first_sample_shapes
     from pytest_quantguard.cache import library_versions
     from pytest_quantguard.data import ValidationSet
-    from pytest_quantguard.results import write_results
+    from pytest_quantguard.results import ResultsWriter
     from pytest_quantguard.runners import make_runner
     from pytest_quantguard.settings import make_execution
 
@@ -160,23 +164,21 @@ def _run_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     batch = choose_batch(execution.batch_size, execution.memory, dataset.n,
                          first_sample_shapes(dataset), [("model", runner)])
     run = batch.runner(runner)
-    parts: dict[str, list[np.ndarray]] = {}
+    writer = ResultsWriter(args.out, np.arange(dataset.n))
     seconds = 0.0
     for each in dataset.batches(batch.pipe or batch.size):
         start = time.perf_counter()
         outputs = run(each.inputs)
         seconds += time.perf_counter() - start
-        for name, value in outputs.items():
-            parts.setdefault(name, []).append(np.asarray(value))
-    outputs = {name: np.concatenate(arrays) for name, arrays in parts.items()}
+        writer.add(each.ids, outputs)
     provenance = {"runner": type(runner).__name__, "description": runner.description,
                   "data": str(Path(args.data).resolve()), "libraries": library_versions(),
                   **batch.record(), "ms_per_sample": 1000 * seconds / max(dataset.n, 1),
                   "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-    model = {"path": str(Path(args.model)), "sha256": runner.sha256}
-    write_results(args.out, outputs, np.arange(dataset.n), data_digest=dataset.digest,
-                  model=model, provenance=provenance)
-    print(f"{runner.description}: {dataset.n} samples, outputs {', '.join(outputs)}, batch "
+    writer.close(data_digest=dataset.digest, model={"path": str(Path(args.model)),
+                                                    "sha256": runner.sha256},
+                 provenance=provenance)
+    print(f"{runner.description}: {dataset.n} samples, outputs {', '.join(writer.arrays)}, batch "
           f"{batch.size}, {provenance['ms_per_sample']:.3g} ms per sample -> {args.out}")
     return 0
 

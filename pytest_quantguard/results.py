@@ -48,22 +48,52 @@ def write_results(folder: str | Path, outputs: Mapping[str, np.ndarray], ids: np
                   provenance: Mapping[str, Any] | None = None) -> Path:
     """Write a results folder: each output (one row per sample, in ``ids`` order), ``ids.npy`` and
     ``results.json``; returns the folder. Files already there are replaced."""
-    folder = Path(folder)
-    ids = np.asarray(ids, dtype=np.int64)
-    entries = []
-    for name, array in outputs.items():
-        if len(array) != len(ids):
-            raise QuantGuardError(f"output {name!r} has {len(array)} rows for {len(ids)} sample ids")
-        file = output_file(name)
-        write_atomically(folder / file, lambda stream, a=array: np.save(stream, np.asarray(a)))
-        entries.append({"name": name, "file": file})
-    write_atomically(folder / IDS_FILE, lambda stream: np.save(stream, ids))
-    document = {"format": FORMAT, "version": VERSION, "data_digest": data_digest, "n": len(ids),
-                "model": dict(model or {}), "outputs": entries,
-                "provenance": dict(provenance or {})}
-    text = json.dumps(document, indent=2, sort_keys=False) + "\n"
-    write_atomically(folder / RESULTS_FILE, lambda stream: stream.write(text.encode()))
-    return folder
+    writer = ResultsWriter(folder, np.asarray(ids, dtype=np.int64))
+    writer.add(np.arange(len(writer.ids)), outputs)
+    return writer.close(data_digest=data_digest, model=model, provenance=provenance)
+
+
+class ResultsWriter:
+    """A results folder written batch by batch: each output's rows go straight into a
+    memory-mapped ``.npy`` (the outputs are never held whole); ``close`` writes ``ids.npy`` and,
+    last, ``results.json``, so a folder without it is an unfinished one."""
+
+    def __init__(self, folder: str | Path, ids: np.ndarray):
+        self.folder, self.ids = Path(folder), np.asarray(ids, dtype=np.int64)
+        self.arrays: dict[str, np.ndarray] = {}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / RESULTS_FILE).unlink(missing_ok=True)
+
+    def add(self, rows: np.ndarray, outputs: Mapping[str, np.ndarray]) -> None:
+        """Write ``outputs`` (one row per entry of ``rows``) at those row positions."""
+        for name, value in outputs.items():
+            value = np.asarray(value)
+            if value.ndim == 0 or len(value) != len(rows):
+                raise QuantGuardError(f"output {name!r} has shape {list(value.shape)} for "
+                                      f"{len(rows)} samples: one row per sample")
+            if name not in self.arrays:
+                self.arrays[name] = np.lib.format.open_memmap(
+                    self.folder / output_file(name), mode="w+", dtype=value.dtype,
+                    shape=(len(self.ids), *value.shape[1:]))
+            if value.shape[1:] != self.arrays[name].shape[1:]:
+                raise QuantGuardError(f"output {name!r}: rows of shape {list(value.shape[1:])} "
+                                      "after rows of shape "
+                                      f"{list(self.arrays[name].shape[1:])}; a results folder "
+                                      "holds one shape per output (pad to a fixed length)")
+            self.arrays[name][rows] = value
+
+    def close(self, *, data_digest: str | None, model: Mapping[str, Any] | None = None,
+              provenance: Mapping[str, Any] | None = None) -> Path:
+        for array in self.arrays.values():
+            array.flush()
+        write_atomically(self.folder / IDS_FILE, lambda stream: np.save(stream, self.ids))
+        document = {"format": FORMAT, "version": VERSION, "data_digest": data_digest,
+                    "n": len(self.ids), "model": dict(model or {}),
+                    "outputs": [{"name": name, "file": output_file(name)} for name in self.arrays],
+                    "provenance": dict(provenance or {})}
+        text = json.dumps(document, indent=2) + "\n"
+        write_atomically(self.folder / RESULTS_FILE, lambda stream: stream.write(text.encode()))
+        return self.folder
 
 
 class Outputs:
@@ -110,6 +140,15 @@ class Outputs:
     @property
     def n(self) -> int:
         return len(next(iter(self.arrays.values())))
+
+    def memory_per_sample(self, shapes: Any) -> Any:
+        """The rows read back per sample, and no activations: a batch's estimate holds results as
+        what they are (docs/models.md, "Batch size")."""
+        from pytest_quantguard.batching import Footprint
+
+        rows = sum(int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize
+                   for array in self.arrays.values())
+        return Footprint(rows, 0)
 
     def _read_outputs(self, folder: Path) -> tuple[dict[str, np.ndarray], list[Path]]:
         entries = self.document.get("outputs")

@@ -178,3 +178,25 @@ def test_usage_and_data_errors_have_their_exit_statuses(validated, tmp_path, cap
     status, _, err = _gate([str(validated / "fp32"), str(tmp_path / "bad")], capsys)
     assert status == 3 and "version 9" in err
     assert main(["plan", "--discordance", "0.02", "--margin", "0.01"]) == 0
+
+
+def test_quant_compare_takes_a_results_folder(validated, example, pytester):
+    shutil.copytree(validated / "int8", example / "results" / "int8")
+    pytester.makepyfile(test_gate="""
+        from pytest_quantguard import quant_tolerance
+
+        @quant_tolerance(max_drop=0.01)
+        def test_device_int8_ships(quant_compare):
+            found = quant_compare("models/fp32.onnx", "results/int8")
+            assert found.verdict == "ship" and found.candidate["path"].endswith("int8")
+    """)
+    result = pytester.runpytest("--quant-data", "prod_val", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_an_unwritable_output_path_is_a_data_error(validated, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    status, _, err = _gate([str(validated / "fp32"), str(validated / "int8"), "--markdown",
+                            str(blocker / "gate.md")], capsys)
+    assert status == 3 and "choose another path" in err
