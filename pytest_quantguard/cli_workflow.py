@@ -64,7 +64,8 @@ def add_commands(commands: Any) -> None:
     _setting_options(compare, COMPARE_TOLERANCE + COMPARE_EXECUTION + ("inconclusive",))
     for flag, what in (("--report", "the JSON report (docs/reports.md)"),
                        ("--markdown", "the Markdown summary"),
-                       ("--junitxml", "a JUnit XML file, one testcase per candidate")):
+                       ("--junitxml", "a JUnit XML file, one testcase per candidate"),
+                       ("--plot", "a forest plot (PNG) of every candidate's drop and interval")):
         compare.add_argument(flag, metavar="PATH", help=f"write {what} to PATH")
     compare.set_defaults(handler=_guarded(_run_compare), subparser=compare)
 
@@ -171,6 +172,11 @@ def _run_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         outputs = run(each.inputs)
         seconds += time.perf_counter() - start
         writer.add(each.ids, outputs)
+        if sys.stderr.isatty():  # a progress line on a terminal, none in a log
+            print(f"\r{runner.description}: {int(each.ids[-1]) + 1}/{dataset.n}", end="",
+                  file=sys.stderr, flush=True)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     provenance = {"runner": type(runner).__name__, "description": runner.description,
                   "data": str(Path(args.data).resolve()), "libraries": library_versions(),
                   **batch.record(), "ms_per_sample": 1000 * seconds / max(dataset.n, 1),
@@ -246,6 +252,10 @@ def _write_reports(args: argparse.Namespace, records: list[dict[str, Any]],
             handle.write(markdown + "\n")
     if args.junitxml:
         write_atomically(args.junitxml, lambda stream: stream.write(_junit(records, inconclusive)))
+    if args.plot:
+        from pytest_quantguard.reports.plot import save_plot
+
+        save_plot(records, args.plot)
 
 
 def _junit(records: list[dict[str, Any]], inconclusive: str) -> bytes:

@@ -66,12 +66,14 @@ def test_validate_then_compare_equals_compare_on_the_models(validated, tmp_path,
 
 
 def test_the_shipping_candidate_exits_0_and_writes_junit_and_markdown(validated, tmp_path, capsys):
-    junit, markdown = tmp_path / "junit.xml", tmp_path / "gate.md"
+    junit, markdown, plot = tmp_path / "junit.xml", tmp_path / "gate.md", tmp_path / "gate.png"
     status, out, _ = _gate([str(validated / "fp32"), str(validated / "int8"), "--junitxml",
-                            str(junit), "--markdown", str(markdown)], capsys)
+                            str(junit), "--markdown", str(markdown), "--plot", str(plot)], capsys)
     assert status == 0, out
     assert 'name="quant.int8.verdict" value="ship"' in junit.read_text()
-    assert "| ship" in markdown.read_text() or "ship" in markdown.read_text()
+    assert "failures=\"0\"" in junit.read_text()
+    assert "**the gate passes**" in markdown.read_text()
+    assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_plain_onnxruntime_loop_on_exported_inputs_gates_identically(validated, tmp_path, capsys):
@@ -177,6 +179,11 @@ def test_usage_and_data_errors_have_their_exit_statuses(validated, tmp_path, cap
     (tmp_path / "bad" / "results.json").write_text('{"format": "quantguard-results", "version": 9}')
     status, _, err = _gate([str(validated / "fp32"), str(tmp_path / "bad")], capsys)
     assert status == 3 and "version 9" in err
+    assert main(["validate", str(tmp_path / "missing.onnx"), "--data", str(PROD_VAL), "-o",
+                 str(tmp_path / "out")]) == 3
+    assert "model file not found" in capsys.readouterr().err
+    assert main(["export-inputs", "--data", str(tmp_path / "nowhere"), "-o", str(tmp_path)]) == 3
+    assert "--data" in capsys.readouterr().err
     assert main(["plan", "--discordance", "0.02", "--margin", "0.01"]) == 0
 
 
