@@ -189,7 +189,7 @@ def test_usage_and_data_errors_have_their_exit_statuses(validated, tmp_path, cap
 
 def test_quant_compare_takes_a_results_folder(validated, example, pytester):
     shutil.copytree(validated / "int8", example / "results" / "int8")
-    pytester.makepyfile(test_gate="""
+    pytester.makepyfile(test_device_results_gate="""
         from pytest_quantguard import quant_tolerance
 
         @quant_tolerance(max_drop=0.01)
