@@ -83,6 +83,9 @@ def infer(dataset: ValidationSet, metrics: list[Metric], reference: Runner,
     once per batch for all candidates); keep only each metric's per-sample records and the
     reference's summary. A list gives one ``Inferred`` per candidate, in order."""
     candidates = candidate if isinstance(candidate, list) else [candidate]
+    for runner in [reference, *candidates]:  # results read back (docs/results.md, "What is checked")
+        if hasattr(runner, "check_data"):
+            runner.check_data(dataset)
     parts_of_key = {"data": dataset.digest, "output": output, "batch_size": batch_size,
                     "runner": getattr(reference, "settings", None)}
     keys = {metric.key: cache.key(reference.sha256, {**parts_of_key, "metric": metric.key})
@@ -151,7 +154,8 @@ def _stream(dataset: ValidationSet, metrics: list[Metric], roles: list[tuple[Any
         predictions = {}
         for role, runner in roles:
             start = time.perf_counter()
-            outputs = runner(batch.inputs)
+            replay = getattr(runner, "outputs_for", None)  # results: rows by sample id
+            outputs = runner(batch.inputs) if replay is None else replay(batch)
             seconds[role] += time.perf_counter() - start
             predictions[role] = _prediction(outputs, output, runner, _role_name(role),
                                             len(batch), batch)

@@ -20,7 +20,7 @@ from pytest_quantguard import cli
 
 DOCS = REPO / "docs"
 # Pages whose blocks run as a user would type them; a recipe page joins by being named here.
-EXECUTED_PAGES = ("getting-started.md",)
+EXECUTED_PAGES = ("getting-started.md", "device-workflow.md")
 # The commands a `bash` block may start with, run by this interpreter.
 COMMANDS = {
     "python": [sys.executable],

@@ -42,14 +42,19 @@ class Runner(Protocol):
 
 def make_runner(model: Any, *, base_dir: Path | None = None, role: str = "model",
                 device: str = "cpu") -> Runner:
-    """A runner for what docs/models.md says a model can be: a model file path, a torch model, or
-    a callable on a batch; ``device`` ("cpu" or "cuda") picks the ONNX provider or the torch device."""
-    if isinstance(model, Runner):
+    """A runner for what docs/models.md says a model can be: a model file path, a torch model, a
+    callable on a batch, or results (a folder holding results.json, a .npy array, an ``Outputs``);
+    ``device`` ("cpu" or "cuda") picks the ONNX provider or the torch device."""
+    if isinstance(model, Runner):  # a runner, or results read back (results.Outputs)
         return model
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
+        from pytest_quantguard.results import Outputs, is_results
+
+        if is_results(path):  # a results folder or a bare .npy array (docs/results.md)
+            return Outputs(path, base_dir=base_dir)
         if not path.is_file():
             where = f" (resolved against {base_dir})" if base_dir is not None else ""
             raise QuantGuardError(f"{role} model file not found: {path}{where}; check the path, "

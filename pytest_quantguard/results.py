@@ -1,0 +1,260 @@
+"""Results: a model's outputs on a validation set, kept in a folder any program can write, and read
+back as a runner (docs/results.md, "The results layout").
+
+A results folder holds ``results.json`` (format, version, the data digest, the count, the model,
+the output names, provenance), ``ids.npy`` (the sample ids, in row order) and one ``.npy`` per
+output, one row per sample. ``Outputs(path)`` reads one back; the pipe replays its rows by sample
+id (``outputs_for(batch)``) after ``check_data(dataset)`` has matched it to the validation set. A
+single ``.npy`` file is a bare array: accepted with the count check and a warning that its order is
+unverified (docs/results.md, "A bare array").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytest_quantguard._files import hash_file, shown, write_atomically
+from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
+
+FORMAT = "quantguard-results"
+VERSION = 1
+RESULTS_FILE = "results.json"
+IDS_FILE = "ids.npy"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def output_file(name: str) -> str:
+    """The file an output is kept in: its name with characters other than letters, digits, '.',
+    '_' and '-' replaced by '_', plus ``.npy``."""
+    return _UNSAFE.sub("_", name) + ".npy"
+
+
+def is_results(path: Path) -> bool:
+    """A results folder (one holding ``results.json``) or a bare ``.npy`` array."""
+    return (path.is_dir() and (path / RESULTS_FILE).is_file()) or (
+        path.is_file() and path.suffix.lower() == ".npy")
+
+
+def write_results(folder: str | Path, outputs: Mapping[str, np.ndarray], ids: np.ndarray, *,
+                  data_digest: str | None, model: Mapping[str, Any] | None = None,
+                  provenance: Mapping[str, Any] | None = None) -> Path:
+    """Write a results folder: each output (one row per sample, in ``ids`` order), ``ids.npy`` and
+    ``results.json``; returns the folder. Files already there are replaced."""
+    writer = ResultsWriter(folder, np.asarray(ids, dtype=np.int64))
+    writer.add(np.arange(len(writer.ids)), outputs)
+    return writer.close(data_digest=data_digest, model=model, provenance=provenance)
+
+
+class ResultsWriter:
+    """A results folder written batch by batch: each output's rows go straight into a
+    memory-mapped ``.npy`` (the outputs are never held whole); ``close`` writes ``ids.npy`` and,
+    last, ``results.json``, so a folder without it is an unfinished one."""
+
+    def __init__(self, folder: str | Path, ids: np.ndarray):
+        self.folder, self.ids = Path(folder), np.asarray(ids, dtype=np.int64)
+        self.arrays: dict[str, np.ndarray] = {}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / RESULTS_FILE).unlink(missing_ok=True)
+
+    def add(self, rows: np.ndarray, outputs: Mapping[str, np.ndarray]) -> None:
+        """Write ``outputs`` (one row per entry of ``rows``) at those row positions."""
+        for name, value in outputs.items():
+            value = np.asarray(value)
+            if value.ndim == 0 or len(value) != len(rows):
+                raise QuantGuardError(f"output {name!r} has shape {list(value.shape)} for "
+                                      f"{len(rows)} samples: one row per sample")
+            if name not in self.arrays:
+                self.arrays[name] = np.lib.format.open_memmap(
+                    self.folder / output_file(name), mode="w+", dtype=value.dtype,
+                    shape=(len(self.ids), *value.shape[1:]))
+            if value.shape[1:] != self.arrays[name].shape[1:]:
+                raise QuantGuardError(f"output {name!r}: rows of shape {list(value.shape[1:])} "
+                                      "after rows of shape "
+                                      f"{list(self.arrays[name].shape[1:])}; a results folder "
+                                      "holds one shape per output (pad to a fixed length)")
+            self.arrays[name][rows] = value
+
+    def close(self, *, data_digest: str | None, model: Mapping[str, Any] | None = None,
+              provenance: Mapping[str, Any] | None = None) -> Path:
+        for array in self.arrays.values():
+            array.flush()
+        write_atomically(self.folder / IDS_FILE, lambda stream: np.save(stream, self.ids))
+        document = {"format": FORMAT, "version": VERSION, "data_digest": data_digest,
+                    "n": len(self.ids), "model": dict(model or {}),
+                    "outputs": [{"name": name, "file": output_file(name)} for name in self.arrays],
+                    "provenance": dict(provenance or {})}
+        text = json.dumps(document, indent=2) + "\n"
+        write_atomically(self.folder / RESULTS_FILE, lambda stream: stream.write(text.encode()))
+        return self.folder
+
+
+class Outputs:
+    """A results folder (or a bare ``.npy`` array) as a runner: its rows are replayed by sample id.
+
+    ``description``, ``path``, ``sha256`` (of the results' files, so the reference cache never
+    mistakes them for the model run here) and ``nbytes`` identify it, as for any runner."""
+
+    nbytes = None
+
+    def __init__(self, path: str | Path, *, base_dir: Path | None = None):
+        path = Path(path)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        self.path = str(path)
+        self.description = f"results {shown(path, base_dir)}"
+        self.data_path: str | None = None
+        if path.is_file() and path.suffix.lower() == ".npy":
+            self.bare = True
+            self.document: dict[str, Any] = {}
+            self.arrays = {path.stem: _load(path)}
+            self.ids: np.ndarray | None = None
+            self.data_digest: str | None = None
+            files = [path]
+        elif path.is_dir() and (path / RESULTS_FILE).is_file():
+            self.bare = False
+            self.document = _read_document(path / RESULTS_FILE)
+            self.arrays, files = self._read_outputs(path)
+            self.ids = _load(path / IDS_FILE).astype(np.int64, copy=False)
+            self.data_digest = self.document.get("data_digest")
+            self.data_path = (self.document.get("provenance") or {}).get("data")
+            files.append(path / IDS_FILE)
+            self._check_counts(path)
+        else:
+            raise QuantGuardError(f"{path}: not a results folder (a folder holding {RESULTS_FILE}, "
+                                  "see docs/results.md) nor a .npy array of outputs")
+        digest = hashlib.sha256(f"{FORMAT}:{VERSION}".encode())
+        for file in [*([path / RESULTS_FILE] if not self.bare else []), *files]:
+            hash_file(digest, file)
+        self.sha256 = digest.hexdigest()
+        self.notes: tuple[str, ...] = ()
+        self._rows: np.ndarray | None = None  # row of each sample position, after check_data
+
+    @property
+    def n(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def memory_per_sample(self, shapes: Any) -> Any:
+        """The rows read back per sample, and no activations: a batch's estimate holds results as
+        what they are (docs/models.md, "Batch size")."""
+        from pytest_quantguard.batching import Footprint
+
+        rows = sum(int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize
+                   for array in self.arrays.values())
+        return Footprint(rows, 0)
+
+    def _read_outputs(self, folder: Path) -> tuple[dict[str, np.ndarray], list[Path]]:
+        entries = self.document.get("outputs")
+        if not isinstance(entries, list) or not entries:
+            raise QuantGuardError(f"{folder / RESULTS_FILE}: 'outputs' must be a non-empty list of "
+                                  "output names (or of {\"name\", \"file\"} objects)")
+        arrays, files = {}, []
+        for entry in entries:
+            name = entry if isinstance(entry, str) else (entry or {}).get("name")
+            if not isinstance(name, str) or not name:
+                raise QuantGuardError(f"{folder / RESULTS_FILE}: 'outputs' entry {entry!r} has no "
+                                      "name")
+            file = folder / (entry.get("file") if isinstance(entry, dict) and entry.get("file")
+                             else output_file(name))
+            if file.parent.resolve() != folder.resolve():
+                raise QuantGuardError(f"{folder / RESULTS_FILE}: output {name!r} names the file "
+                                      f"{file.name!r} outside the results folder")
+            arrays[name] = _load(file)
+            files.append(file)
+        return arrays, files
+
+    def _check_counts(self, folder: Path) -> None:
+        stated = self.document.get("n")
+        for name, array in self.arrays.items():
+            if array.ndim == 0 or len(array) != len(self.ids):
+                raise QuantGuardError(
+                    f"{folder}: output {name!r} has {0 if array.ndim == 0 else len(array)} rows but "
+                    f"{IDS_FILE} holds {len(self.ids)} sample ids: one row per id, in the ids' order")
+        if stated is not None and stated != len(self.ids):
+            raise QuantGuardError(f"{folder / RESULTS_FILE}: n is {stated} but {IDS_FILE} holds "
+                                  f"{len(self.ids)} sample ids")
+        if self.ids.ndim != 1 or len(np.unique(self.ids)) != len(self.ids):
+            raise QuantGuardError(f"{folder / IDS_FILE}: the sample ids must be a 1-D array of "
+                                  "distinct integers")
+
+    def check_data(self, dataset: Any) -> None:
+        """Match the results to ``dataset`` (its digest, count and sample ids) before any row is
+        replayed; a mismatch is an error naming both sides (docs/results.md, "What is checked")."""
+        data = f"the validation set {dataset.description} ({dataset.n} samples, sha256 " \
+               f"{dataset.digest[:12]})"
+        if self.data_digest is not None and self.data_digest != dataset.digest:
+            raise QuantGuardError(
+                f"{self.description} were made on data with sha256 {self.data_digest[:12]}, not "
+                f"{data}: run the model again on this set (quantguard export-inputs / validate)")
+        if self.n != dataset.n:
+            raise QuantGuardError(f"{self.description} hold {self.n} samples, {data} has "
+                                  f"{dataset.n}: results must cover every sample once")
+        if self.bare:
+            warnings.warn(QuantGuardWarning(
+                f"{self.description}: a bare array without sample ids or data digest; only its "
+                f"count ({self.n}) is checked and its row order is unverified: write a results "
+                "folder (docs/results.md) to have it checked"), stacklevel=2)
+            self._rows = np.arange(self.n)
+            return
+        order = np.argsort(self.ids, kind="stable")
+        expected = np.arange(dataset.n)
+        if not np.array_equal(self.ids[order], expected):
+            missing = np.setdiff1d(expected, self.ids)
+            extra = np.setdiff1d(self.ids, expected)
+            raise QuantGuardError(
+                f"{self.description}: {IDS_FILE} does not hold the sample ids of {data} (ids 0 to "
+                f"{dataset.n - 1}): {len(missing)} missing (first {missing[:3].tolist()}), "
+                f"{len(extra)} unknown (first {extra[:3].tolist()}); write the ids dataset.json "
+                "lists, in the order of the rows")
+        self._rows = order  # the row holding each sample, by its position in the set
+
+    def outputs_for(self, batch: Any) -> dict[str, np.ndarray]:
+        """The rows of ``batch``'s samples, found by their ids."""
+        if self._rows is None:
+            raise QuantGuardError(f"{self.description}: check_data(dataset) must run before rows "
+                                  "are replayed")
+        rows = self._rows[np.asarray(batch.ids)]
+        return {name: np.asarray(array[rows]) for name, array in self.arrays.items()}
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise QuantGuardError(f"{self.description}: results are read by sample id, not run on "
+                              "inputs; pass them to compare(), quant_compare or quantguard compare")
+
+
+def _load(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise QuantGuardError(f"{path}: missing; a results folder holds {IDS_FILE} and one .npy per "
+                              "output (docs/results.md)")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise QuantGuardError(f"{path}: not a readable .npy array ({error}); numeric arrays only, "
+                              "saved with numpy.save") from None
+    if array.dtype.hasobject or not (np.issubdtype(array.dtype, np.number)
+                                     or array.dtype == np.bool_):
+        raise QuantGuardError(f"{path}: dtype {array.dtype} is not numeric")
+    return array
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise QuantGuardError(f"{path}: not readable JSON ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise QuantGuardError(f"{path}: 'format' must be {FORMAT!r} (docs/results.md)")
+    if document.get("version") != VERSION:
+        raise QuantGuardError(f"{path}: results version {document.get('version')!r}; this version "
+                              f"of pytest-quantguard reads version {VERSION}: upgrade it, or write "
+                              f"version {VERSION}")
+    digest = document.get("data_digest")
+    if digest is not None and not isinstance(digest, str):
+        raise QuantGuardError(f"{path}: 'data_digest' must be the data set's sha256 string")
+    return document
