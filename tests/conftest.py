@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy  # noqa: F401  (see the module docstring)
+import numpy as np  # (see the module docstring)
 import onnxruntime  # noqa: F401
 import pytest
 import sklearn.datasets  # noqa: F401  (numpy.fft and scipy cannot be loaded twice per process)
@@ -34,3 +34,36 @@ def example(pytester: pytest.Pytester) -> Path:
 def plugin_args(request: pytest.FixtureRequest) -> list[str]:
     """Run a plugin scenario serially and under pytest-xdist with two workers."""
     return list(request.param)
+
+
+def model_wrong_on(wrong: np.ndarray):
+    """A two-class 'model' on sample indices: right (class 0) except on the ``wrong`` mask."""
+    def predict(batch: np.ndarray) -> np.ndarray:
+        index = batch[:, 0].astype(np.int64)
+        scores = np.zeros((len(index), 2), np.float32)
+        scores[np.arange(len(index)), wrong[index].astype(np.int64)] = 1.0
+        return scores
+
+    return predict
+
+
+def indexed(n: int):
+    """Inputs that are the sample indices (for ``model_wrong_on``), and all-zero labels."""
+    return np.arange(n, dtype=np.float64)[:, None], np.zeros(n, np.int64)
+
+
+@pytest.fixture(scope="session")
+def rounded_diabetes():
+    """Held-out diabetes patients: a ridge regression, the same with its coefficients on a coarse
+    grid, and the held-out set."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    from pytest_quantguard import ValidationSet
+
+    inputs, targets = load_diabetes(return_X_y=True)
+    model = Ridge(alpha=0.05).fit(inputs[:300], targets[:300])
+    step = np.abs(model.coef_).max() / 3
+    rounded = np.round(model.coef_ / step) * step
+    return (model.predict, lambda x: x @ rounded + model.intercept_,
+            ValidationSet(inputs[300:], targets[300:], task="regression"))

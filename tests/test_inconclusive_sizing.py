@@ -8,25 +8,12 @@ import math
 import numpy as np
 import pytest
 
+from conftest import indexed, model_wrong_on
 from pytest_quantguard import Verdict, compare
 from pytest_quantguard.stats.plan import plan, samples_for_variance, smallest_margin
 from pytest_quantguard.verdict import inconclusive_remedy
 
 Z = 1.959963984540054 + 0.8416212335729143  # two-sided 95% + 80% power
-
-
-def model_wrong_on(wrong: np.ndarray):
-    def predict(batch: np.ndarray) -> np.ndarray:
-        index = batch[:, 0].astype(np.int64)
-        scores = np.zeros((len(index), 2), np.float32)
-        scores[np.arange(len(index)), wrong[index].astype(np.int64)] = 1.0
-        return scores
-
-    return predict
-
-
-def indexed(n: int):
-    return np.arange(n, dtype=np.float64)[:, None], np.zeros(n, np.int64)
 
 
 def test_285_samples_that_never_disagree_resolve_about_1_7_points():

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_diabetes, load_digits
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
 
-from pytest_quantguard import QuantGuardWarning, ValidationSet, compare
+from pytest_quantguard import QuantGuardWarning, compare
 from pytest_quantguard.errors import QuantGuardError
 
 FAST = dict(resamples=500)
@@ -23,17 +23,6 @@ def digits():
     rounded = np.round(model.coef_ / step) * step
     return (lambda x: model.predict_proba(x / 16), lambda x: x / 16 @ rounded.T + model.intercept_,
             (inputs[900:], labels[900:]))
-
-
-@pytest.fixture(scope="module")
-def diabetes():
-    """Held-out diabetes patients: a ridge regression and its coefficients on a coarse grid."""
-    inputs, targets = load_diabetes(return_X_y=True)
-    model = Ridge(alpha=0.05).fit(inputs[:300], targets[:300])
-    step = np.abs(model.coef_).max() / 3
-    rounded = np.round(model.coef_ / step) * step
-    return (model.predict, lambda x: x @ rounded + model.intercept_,
-            ValidationSet(inputs[300:], targets[300:], task="regression"))
 
 
 @pytest.mark.parametrize(("keywords", "message"), [
@@ -55,9 +44,9 @@ def test_a_percent_for_a_fraction_on_a_unit_score_is_an_error(digits, keywords, 
         compare(reference, candidate, data=data, **keywords, **FAST)
 
 
-def test_a_metric_in_its_own_units_takes_a_limit_above_one(diabetes):
+def test_a_metric_in_its_own_units_takes_a_limit_above_one(rounded_diabetes):
     """rmse is in the target's units: 5 is a plain limit; a relative one of 1.5 (150 %) is not."""
-    reference, candidate, data = diabetes
+    reference, candidate, data = rounded_diabetes
     result = compare(reference, candidate, data=data, max_drop=5, qat_limit=15, relative=False,
                      **FAST)
     assert result.metric == "rmse" and result.max_drop == 5

@@ -5,24 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import indexed, model_wrong_on
 from pytest_quantguard import QuantGuardWarning, ValidationSet, Verdict, compare
 from pytest_quantguard.errors import QuantGuardError
-
-
-def model_wrong_on(wrong: np.ndarray):
-    """A two-class 'model' on sample indices: right (class 0) except on the ``wrong`` mask."""
-    def predict(batch: np.ndarray) -> np.ndarray:
-        index = batch[:, 0].astype(np.int64)
-        scores = np.zeros((len(index), 2), np.float32)
-        scores[np.arange(len(index)), wrong[index].astype(np.int64)] = 1.0
-        return scores
-
-    return predict
-
-
-def indexed(n: int):
-    return np.arange(n, dtype=np.float64)[:, None], np.zeros(n, np.int64)
-
 
 N = 200_000
 REFERENCE_WRONG = np.zeros(N, bool)
