@@ -120,7 +120,7 @@ def _run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from pytest_quantguard._files import write_atomically
     from pytest_quantguard.batching import auto_batch, first_sample_shapes, input_bytes
     from pytest_quantguard.data import ValidationSet
-    from pytest_quantguard.results import output_file
+    from pytest_quantguard.results import EXPORTED_HASHES, output_file, sample_hashes
     from pytest_quantguard.settings import default
 
     dataset = ValidationSet.from_folder(args.data, given_by="--data")
@@ -132,14 +132,20 @@ def _run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
                                               shape=(dataset.n, *shape))
               for name, (shape, dtype) in shapes.items()}
     size = auto_batch(2 * input_bytes(shapes), default("memory"), dataset.n)
+    hashes = np.lib.format.open_memmap(out / EXPORTED_HASHES, mode="w+", dtype=np.uint8,
+                                       shape=(dataset.n, 32))
+    dtypes = {name: dtype for name, (_, dtype) in shapes.items()}
     for batch in dataset.batches(size):
         for name, array in batch.inputs.items():
             arrays[name][batch.ids] = array
+        hashes[batch.ids] = sample_hashes(batch.inputs, dtypes)
+    hashes.flush()
     for array in arrays.values():
         array.flush()
     np.save(out / "ids.npy", np.arange(dataset.n, dtype=np.int64))
     document = {"format": INPUTS_FORMAT, "version": 1, "data_digest": dataset.digest,
                 "n": dataset.n, "data": str(Path(args.data).resolve()), "ids": "ids.npy",
+                "hashes": EXPORTED_HASHES,
                 "inputs": [{"name": name, "file": files[name], "shape": list(shape),
                             "dtype": np.dtype(dtype).str} for name, (shape, dtype) in shapes.items()]}
     text = json.dumps(document, indent=2) + "\n"

@@ -22,6 +22,7 @@ from pytest_quantguard.metrics.base import require_margin
 from pytest_quantguard.metrics.detection import DetectionScores
 from pytest_quantguard.metrics.scores import BinaryScores, PerClassScores, breakdown
 from pytest_quantguard.record import Comparison, Interval
+from pytest_quantguard.reference_check import misaligned_checks
 from pytest_quantguard.runners import Runner
 from pytest_quantguard.settings import Execution, Tolerance, describe_source
 from pytest_quantguard.stats import derive_rng
@@ -272,7 +273,10 @@ def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Executi
         verdict, rule, culprit = slice_verdict(verdict, rule, slices, fmt)
     notes = [*subject.notes, *metric.notes, *evaluation.notes]
     checks = [*chance_checks(inferred, tolerance.confidence, dataset, notes),
-              *reference_checks(plan, evaluation)]
+              *reference_checks(plan, evaluation),
+              *misaligned_checks(subject.candidate, inferred.reference_summary, inferred.task,
+                                 tolerance.output if tolerance.output is not None
+                                 else dataset.manifest.get("output"), tolerance.confidence)]
     judgement = Judgement(
         plan=plan, subject=subject, tolerance=tolerance, execution=execution,
         evaluation=evaluation, details=details, verdict=verdict, rule=rule,

@@ -16,7 +16,8 @@ from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 from pytest_quantguard.metrics.base import squeeze_trailing
 from pytest_quantguard.metrics.classification import predicted_classes
 
-__all__ = ["ClassSpace", "ReferenceCheck", "check_label_space", "check_reference", "class_space"]
+__all__ = ["ClassSpace", "ReferenceCheck", "check_label_space", "check_reference", "class_space",
+           "misaligned_checks"]
 
 # How many of the offending label values a message shows.
 SHOWN_VALUES = 5
@@ -166,12 +167,7 @@ def check_reference(summary: np.ndarray | None, labels: np.ndarray | None, task:
 def kappa_check(predicted: np.ndarray, truth: np.ndarray, confidence: float) -> ReferenceCheck:
     """Cohen's κ between predictions and labels, and κ − z·SE with the large-sample standard error
     of Fleiss, Cohen and Everitt (1969); the check passes when that bound is above 0."""
-    n = len(truth)
-    classes, inverse = np.unique(np.concatenate([truth, predicted]), return_inverse=True)
-    k = len(classes)
-    table = np.bincount(inverse[:n] * k + inverse[n:], minlength=k * k).reshape(k, k) / n
-    rows, columns = table.sum(axis=1), table.sum(axis=0)  # labels, predictions
-    observed, expected = float(np.trace(table)), float(rows @ columns)
+    table, rows, columns, observed, expected = _agreement_table(predicted, truth)
     majority = float(rows.max())
     notes = ()
     if observed < majority:
@@ -184,7 +180,7 @@ def kappa_check(predicted: np.ndarray, truth: np.ndarray, confidence: float) -> 
                               notes)
     kappa = (observed - expected) / (1.0 - expected)
     lower = kappa - NormalDist().inv_cdf(confidence) * _kappa_se(table, rows, columns, kappa,
-                                                                 expected, n)
+                                                                 expected, len(truth))
     passed = lower > 0.0
     notes = notes if passed else ()  # a failure says more than the note
     message = "" if passed else (
@@ -192,6 +188,18 @@ def kappa_check(predicted: np.ndarray, truth: np.ndarray, confidence: float) -> 
         f"{kappa:.3f} (one-sided {confidence:.0%} lower bound {lower:.3f} ≤ 0; accuracy "
         f"{observed:.4f}, {expected:.4f} expected by chance): {CAUSE}")
     return ReferenceCheck(passed, "kappa", kappa, lower, confidence, message, notes)
+
+
+def _agreement_table(predicted: np.ndarray, truth: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """The joint table of two class vectors (shares), its margins (truth, predicted), the observed
+    agreement and the agreement expected by chance, Σ p_truth(c)·p_predicted(c)."""
+    n = len(truth)
+    classes, inverse = np.unique(np.concatenate([truth, predicted]), return_inverse=True)
+    k = len(classes)
+    table = np.bincount(inverse[:n] * k + inverse[n:], minlength=k * k).reshape(k, k) / n
+    rows, columns = table.sum(axis=1), table.sum(axis=0)
+    return table, rows, columns, float(np.trace(table)), float(rows @ columns)
 
 
 def _kappa_se(table: np.ndarray, rows: np.ndarray, columns: np.ndarray, kappa: float,
@@ -222,3 +230,82 @@ def _r2_check(summary: np.ndarray, labels: np.ndarray) -> ReferenceCheck | None:
         f"the reference is no better than predicting the targets' mean on these labels: R² = "
         f"{r2:.3f} ≤ 0: {CAUSE}")
     return ReferenceCheck(passed, "r2", r2, None, None, message)
+
+
+MISALIGNED_CAUSE = (
+    "likely misaligned: the rows were written in another order than {key} says, or are the "
+    "results of another set or another output; write each row beside its sample's id as the "
+    "inputs are read (copy ids.npy of quantguard export-inputs in the same order), or write "
+    "input_hashes.npy (see docs/results.md on input hashes)")
+
+
+def misaligned_checks(candidate: Any, reference_summary: np.ndarray | None, task: str | None,
+                      output: str | int | None, confidence: float) -> list[dict[str, Any]]:
+    """The check that a candidate read from results agrees with the reference beyond chance
+    (docs/verdict.md, "Checks of the reference"), as a list of none or one: a candidate model run
+    here sees the reference's inputs; results near chance agreement were likely written in another
+    order than their ids say. For classes, Cohen's κ between the two predicted classes (the
+    agreement beyond Σ p_ref(c)·p_cand(c)); for regression, the correlation of the two outputs."""
+    rows = getattr(candidate, "in_set_order", None)
+    prediction = rows(output) if rows is not None else None
+    if prediction is None or reference_summary is None or len(prediction) != len(
+            reference_summary) or task not in ("classification", "regression"):
+        return []
+    matching = getattr(candidate, "matching", {}) or {}
+    if task == "classification":
+        try:
+            figures = _class_agreement(reference_summary, prediction, confidence)
+        except QuantGuardError:
+            return []
+    else:
+        figures = _correlation(reference_summary, prediction, confidence)
+    if figures is None:
+        return []
+    statistic, value, lower = figures
+    passed = lower > 0.0
+    shown = (f"{statistic} {value:.3f}, one-sided {confidence:.0%} lower bound {lower:.3f}"
+             f"{' > 0' if passed else ' ≤ 0'}; rows matched by {matching.get('by', 'ids')}"
+             + (f", {matching['shared_inputs']} samples with identical inputs paired in order"
+                if matching.get("shared_inputs") else ""))
+    key = {"input hashes": "input_hashes.npy", "position": "the set's order"}.get(
+        matching.get("by"), "ids.npy")
+    rule = (f"misaligned: {candidate.description} agree with the reference beyond chance ({shown})"
+            if passed else
+            f"misaligned: {candidate.description} agree with the reference no better than chance "
+            f"({shown}): " + MISALIGNED_CAUSE.format(key=key))
+    return [{"check": "misaligned", "passed": passed, "rule": rule, "statistic": statistic,
+             "value": value, "lower": lower, "source": getattr(candidate, "path", None),
+             "matched_by": matching.get("by")}]
+
+
+def _class_agreement(reference: np.ndarray, candidate: np.ndarray,
+                     confidence: float) -> tuple[str, float, float] | None:
+    """κ between the two predicted classes and its one-sided lower bound; None when both
+    predict one class throughout (agreement beyond chance is undefined)."""
+    from pytest_quantguard.metrics.classification import predicted_records
+
+    ours = predicted_classes(predicted_records("candidate", candidate))
+    theirs = predicted_classes(reference)
+    table, rows, columns, observed, expected = _agreement_table(ours, theirs)
+    if expected >= 1.0:
+        return None
+    kappa = (observed - expected) / (1.0 - expected)
+    se = _kappa_se(table, rows, columns, kappa, expected, len(theirs))
+    return "kappa", kappa, kappa - NormalDist().inv_cdf(confidence) * se
+
+
+def _correlation(reference: np.ndarray, candidate: np.ndarray,
+                 confidence: float) -> tuple[str, float, float] | None:
+    """Pearson's r between the two outputs (every column centred, then pooled) and its one-sided
+    lower bound by Fisher's z; None for constant outputs or too few samples."""
+    theirs = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    ours = np.asarray(candidate, np.float64).reshape(len(candidate), -1)
+    if ours.shape != theirs.shape or len(ours) < 4 or not np.isfinite(ours).all():
+        return None
+    theirs, ours = theirs - theirs.mean(axis=0), ours - ours.mean(axis=0)
+    scale = float(np.sqrt(np.sum(theirs ** 2) * np.sum(ours ** 2)))
+    if scale == 0.0:
+        return None
+    r = float(np.clip(np.sum(theirs * ours) / scale, -0.999999, 0.999999))
+    lower = float(np.tanh(np.arctanh(r) - NormalDist().inv_cdf(confidence) / np.sqrt(len(ours) - 3)))
+    return "correlation", r, lower

@@ -2,8 +2,9 @@
 back as a runner (docs/results.md, "The results layout").
 
 A results folder holds ``results.json`` (format, version, the data digest, the count, the model,
-the output names, provenance), ``ids.npy`` (the sample ids, in row order) and one ``.npy`` per
-output, one row per sample. ``Outputs(path)`` reads one back; the pipe replays its rows by sample
+the output names, provenance), ``ids.npy`` (the sample ids, in row order) or ``input_hashes.npy``
+(each row's input hash, docs/results.md, "Input hashes") and one ``.npy`` per output, one row per
+sample. ``Outputs(path)`` reads one back; the pipe replays its rows by sample
 id (``outputs_for(batch)``) after ``check_data(dataset)`` has matched it to the validation set. A
 single ``.npy`` file is a bare array: accepted with the count check and a warning that its order is
 unverified (docs/results.md, "A bare array").
@@ -28,6 +29,8 @@ FORMAT = "quantguard-results"
 VERSION = 1
 RESULTS_FILE = "results.json"
 IDS_FILE = "ids.npy"
+HASHES_FILE = "input_hashes.npy"  # in a results folder
+EXPORTED_HASHES = "hashes.npy"  # beside ids.npy in an export-inputs folder
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -35,6 +38,34 @@ def output_file(name: str) -> str:
     """The file an output is kept in: its name with characters other than letters, digits, '.',
     '_' and '-' replaced by '_', plus ``.npy``."""
     return _UNSAFE.sub("_", name) + ".npy"
+
+
+def sample_hashes(inputs: Mapping[str, np.ndarray], dtypes: Mapping[str, Any] | None = None
+                  ) -> np.ndarray:
+    """Each sample's input hash (docs/results.md, "Input hashes"): the SHA-256 of the bytes of its
+    model-ready inputs, in input order, each as a C-contiguous array of its dtype (``dtypes``: the
+    exported dtype of each input, default: as given); ``uint8`` of shape (samples, 32)."""
+    arrays = [np.asarray(value) if dtypes is None else np.asarray(value, dtype=dtypes[name])
+              for name, value in inputs.items()]
+    hashes = np.empty((len(arrays[0]), 32), dtype=np.uint8)
+    for row in range(len(hashes)):
+        digest = hashlib.sha256()
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array[row]).tobytes())
+        hashes[row] = np.frombuffer(digest.digest(), dtype=np.uint8)
+    return hashes
+
+
+def input_hashes(dataset: Any) -> np.ndarray:
+    """The input hash of every sample of ``dataset``, in sample order, with the dtypes
+    ``quantguard export-inputs`` writes (those of the first sample)."""
+    from pytest_quantguard.batching import auto_batch, first_sample_shapes, input_bytes
+
+    shapes = first_sample_shapes(dataset)
+    dtypes = {name: dtype for name, (_, dtype) in shapes.items()}
+    size = auto_batch(2 * input_bytes(shapes), 256 * 2**20, dataset.n)
+    return np.concatenate([sample_hashes(batch.inputs, dtypes)
+                           for batch in dataset.batches(size)])
 
 
 def is_results(path: Path) -> bool:
@@ -116,16 +147,16 @@ class Outputs:
             self.document: dict[str, Any] = {}
             self.arrays = {path.stem: _load(path)}
             self.ids: np.ndarray | None = None
+            self.hashes: np.ndarray | None = None
             self.data_digest: str | None = None
             files = [path]
         elif path.is_dir() and (path / RESULTS_FILE).is_file():
             self.bare = False
             self.document = _read_document(path / RESULTS_FILE)
             self.arrays, files = self._read_outputs(path)
-            self.ids = _load(path / IDS_FILE).astype(np.int64, copy=False)
+            self.ids, self.hashes = self._read_keys(path, files)
             self.data_digest = self.document.get("data_digest")
             self.data_path = (self.document.get("provenance") or {}).get("data")
-            files.append(path / IDS_FILE)
             self._check_counts(path)
         else:
             raise QuantGuardError(f"{path}: not a results folder (a folder holding {RESULTS_FILE}, "
@@ -136,6 +167,7 @@ class Outputs:
         self.sha256 = digest.hexdigest()
         self.notes: tuple[str, ...] = ()
         self._rows: np.ndarray | None = None  # row of each sample position, after check_data
+        self.matching: dict[str, Any] = {}  # how rows were matched to samples, after check_data
 
     @property
     def n(self) -> int:
@@ -170,17 +202,38 @@ class Outputs:
             files.append(file)
         return arrays, files
 
+    def _read_keys(self, folder: Path, files: list[Path]
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``ids.npy`` and/or ``input_hashes.npy``: at least one names each row's sample."""
+        ids = hashes = None
+        if (folder / HASHES_FILE).is_file():
+            hashes = np.asarray(_load(folder / HASHES_FILE))
+            files.append(folder / HASHES_FILE)
+            if hashes.dtype != np.uint8 or hashes.ndim != 2 or hashes.shape[1] != 32:
+                raise QuantGuardError(f"{folder / HASHES_FILE}: dtype {hashes.dtype}, shape "
+                                      f"{list(hashes.shape)}; input hashes are uint8 of shape "
+                                      "(n, 32), one SHA-256 digest per row (see "
+                                      "docs/results.md on input hashes)")
+        if hashes is None or (folder / IDS_FILE).is_file():
+            ids = _load(folder / IDS_FILE).astype(np.int64, copy=False)
+            files.append(folder / IDS_FILE)
+        return ids, hashes
+
     def _check_counts(self, folder: Path) -> None:
         stated = self.document.get("n")
-        for name, array in self.arrays.items():
-            if array.ndim == 0 or len(array) != len(self.ids):
+        keys = [(file, array) for file, array in ((IDS_FILE, self.ids), (HASHES_FILE, self.hashes))
+                if array is not None]
+        file, keyed = keys[0]
+        for name, array in [*self.arrays.items(), *keys[1:]]:
+            if array.ndim == 0 or len(array) != len(keyed):
                 raise QuantGuardError(
-                    f"{folder}: output {name!r} has {0 if array.ndim == 0 else len(array)} rows but "
-                    f"{IDS_FILE} holds {len(self.ids)} sample ids: one row per id, in the ids' order")
-        if stated is not None and stated != len(self.ids):
-            raise QuantGuardError(f"{folder / RESULTS_FILE}: n is {stated} but {IDS_FILE} holds "
-                                  f"{len(self.ids)} sample ids")
-        if self.ids.ndim != 1 or len(np.unique(self.ids)) != len(self.ids):
+                    f"{folder}: {name!r} has {0 if array.ndim == 0 else len(array)} rows but "
+                    f"{file} holds {len(keyed)}: one row per sample, in the order of {file}")
+        if stated is not None and stated != len(keyed):
+            raise QuantGuardError(f"{folder / RESULTS_FILE}: n is {stated} but {file} holds "
+                                  f"{len(keyed)} rows")
+        if self.ids is not None and (self.ids.ndim != 1
+                                     or len(np.unique(self.ids)) != len(self.ids)):
             raise QuantGuardError(f"{folder / IDS_FILE}: the sample ids must be a 1-D array of "
                                   "distinct integers")
 
@@ -202,7 +255,16 @@ class Outputs:
                 f"count ({self.n}) is checked and its row order is unverified: write a results "
                 "folder (docs/results.md) to have it checked"), stacklevel=2)
             self._rows = np.arange(self.n)
+            self.matching = {"by": "position"}
             return
+        if self.ids is None:
+            self._rows, self.matching = self._match_hashes(dataset, data)
+            return
+        self._rows, self.matching = self._match_ids(dataset, data), {"by": "ids"}
+        if self.hashes is not None:
+            self._verify_hashes(dataset, data)
+
+    def _match_ids(self, dataset: Any, data: str) -> np.ndarray:
         order = np.argsort(self.ids, kind="stable")
         expected = np.arange(dataset.n)
         if not np.array_equal(self.ids[order], expected):
@@ -213,7 +275,49 @@ class Outputs:
                 f"{dataset.n - 1}): {len(missing)} missing (first {missing[:3].tolist()}), "
                 f"{len(extra)} unknown (first {extra[:3].tolist()}); write the ids dataset.json "
                 "lists, in the order of the rows")
-        self._rows = order  # the row holding each sample, by its position in the set
+        return order  # the row holding each sample, by its position in the set
+
+    def _match_hashes(self, dataset: Any, data: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """Rows matched to samples by input hash; rows of identical inputs (one hash, several
+        samples) are paired in order of appearance (docs/results.md, "Input hashes")."""
+        expected = _hash_keys(input_hashes(dataset))
+        given = _hash_keys(self.hashes)
+        set_order, row_order = np.argsort(expected, kind="stable"), np.argsort(given, kind="stable")
+        if not np.array_equal(expected[set_order], given[row_order]):
+            unknown = np.flatnonzero(~np.isin(given, expected))
+            missing = np.flatnonzero(~np.isin(expected, given))
+            raise QuantGuardError(
+                f"{self.description}: {HASHES_FILE} does not hold the input hashes of {data}: "
+                f"{len(unknown)} rows hash inputs not in the set (first rows "
+                f"{unknown[:3].tolist()}), {len(missing)} samples have no row (first ids "
+                f"{missing[:3].tolist()})" + ("" if len(unknown) or len(missing) else
+                                              ", and identical inputs are counted differently")
+                + "; hash the inputs as exported (quantguard export-inputs writes them, and "
+                "docs/results.md defines the hash)")
+        rows = np.empty(dataset.n, dtype=np.int64)
+        rows[set_order] = row_order
+        _, counts = np.unique(expected, return_counts=True)
+        return rows, {"by": "input hashes", "shared_inputs": int(counts[counts > 1].sum())}
+
+    def _verify_hashes(self, dataset: Any, data: str) -> None:
+        """Both ids and hashes: each row's hash must be its id's sample's."""
+        expected = _hash_keys(input_hashes(dataset))[self.ids]
+        wrong = np.flatnonzero(expected != _hash_keys(self.hashes))
+        if len(wrong):
+            raise QuantGuardError(
+                f"{self.description}: {len(wrong)} rows of {HASHES_FILE} are not the input hash "
+                f"of the sample {IDS_FILE} names in {data} (first rows {wrong[:3].tolist()}): the "
+                "ids or the rows are in another order than the inputs the device ran")
+        self.matching = {"by": "ids, hashes verified"}
+
+    def in_set_order(self, output: str | int | None) -> np.ndarray | None:
+        """The chosen output's rows in sample order (after ``check_data``); None before."""
+        from pytest_quantguard.runners.selection import choose_output
+
+        if self._rows is None:
+            return None
+        name = choose_output(self.arrays, output, self.description)
+        return np.asarray(self.arrays[name][self._rows])
 
     def outputs_for(self, batch: Any) -> dict[str, np.ndarray]:
         """The rows of ``batch``'s samples, found by their ids."""
@@ -226,6 +330,11 @@ class Outputs:
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise QuantGuardError(f"{self.description}: results are read by sample id, not run on "
                               "inputs; pass them to compare(), quant_compare or quantguard compare")
+
+
+def _hash_keys(hashes: np.ndarray) -> np.ndarray:
+    """Each row's 32-byte digest as one comparable bytes value."""
+    return np.ascontiguousarray(hashes, dtype=np.uint8).view("S32").ravel()
 
 
 def _load(path: Path) -> np.ndarray:
