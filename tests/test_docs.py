@@ -9,8 +9,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,12 @@ from pytest_quantguard import cli
 
 DOCS = REPO / "docs"
 # Pages whose blocks run as a user would type them; a recipe page joins by being named here.
-EXECUTED_PAGES = ("getting-started.md", "device-workflow.md")
+EXECUTED_PAGES = ("getting-started.md", "device-workflow.md", "recipe-openvino.md")
+# What a page's folder holds before its blocks run: (from the repository, to the page's folder).
+PAGE_FILES = {"recipe-openvino.md": (("example_project/models/fp32.onnx", "models/fp32.onnx"),
+                                     ("example_project/prod_val", "prod_val"))}
+# The packages a page's code imports beyond the suite's own (the `dev` extra installs them).
+PAGE_NEEDS = {"recipe-openvino.md": ("openvino", "nncf")}
 # The commands a `bash` block may start with, run by this interpreter.
 COMMANDS = {
     "python": [sys.executable],
@@ -70,14 +77,43 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[
     """Each executed page, run once: {page: (its folder, the output of each bash line)}."""
     pages = {}
     for name in EXECUTED_PAGES:
+        missing = [module for module in PAGE_NEEDS.get(name, ()) if not find_spec(module)]
+        if missing:  # reported by the page's test as a skip naming them
+            pages[name] = (Path(), [f"needs {', '.join(missing)} (the dev extra)"])
+            continue
         folder = tmp_path_factory.mktemp(name.removesuffix(".md"))
+        for source, target in PAGE_FILES.get(name, ()):
+            (folder / target).parent.mkdir(parents=True, exist_ok=True)
+            copy = shutil.copytree if (REPO / source).is_dir() else shutil.copy
+            copy(REPO / source, folder / target)
         pages[name] = (folder, run_page(DOCS / name, folder))
     return pages
 
 
 @pytest.mark.parametrize("name", EXECUTED_PAGES)
 def test_every_block_of_the_page_runs(name, ran):
+    if ran[name][0] == Path():
+        pytest.skip(f"{name}: {ran[name][1][0]}")
     assert ran[name][1], f"{name} has no bash block to run"
+
+
+def test_the_openvino_recipe_shows_its_real_run(ran):
+    folder, outputs = ran["recipe-openvino.md"]
+    if folder == Path():
+        pytest.skip(outputs[0])
+    text = (DOCS / "recipe-openvino.md").read_text(encoding="utf-8")
+    shown = text.split("<!-- openvino-run -->\n```text\n", 1)[1].split("\n```", 1)[0]
+    printed = next(line for output in outputs for line in output.splitlines()
+                   if line.startswith("openvino_int8: "))
+    # the verdict, n and seed as printed; the scores may differ by a sample on another CPU
+    assert printed.split("  ")[0] == shown.split("  ")[0] == "openvino_int8: ship"
+    assert printed.split(", n ")[1] == shown.split(", n ")[1]
+    report = json.loads((folder / "gate.json").read_text(encoding="utf-8"))
+    record = report["comparisons"][0]
+    assert record["verdict"] == "ship" and record["candidate"]["path"].endswith("openvino_int8")
+    provenance = json.loads((folder / "results" / "openvino_int8" / "results.json").read_text())
+    assert provenance["provenance"]["runner"].startswith("openvino ")
+    assert "FakeQuantize" in (folder / "models" / "openvino_int8.xml").read_text()  # INT8 for real
 
 
 def test_getting_started_ends_in_a_green_gate_with_its_reports(ran):
