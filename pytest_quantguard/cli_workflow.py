@@ -48,6 +48,9 @@ def add_commands(commands: Any) -> None:
     validate.add_argument("-o", "--out", required=True, metavar="RESULTS",
                           help="the results folder to write")
     _setting_options(validate, ("batch_size", "memory", "device"))
+    validate.add_argument("--top-k", dest="top_k", type=_positive, default=None, metavar="K",
+                          help="language models: keep each token's NLL and its K largest "
+                               "log-probabilities in place of the logits (KL in compare)")
     validate.set_defaults(handler=_guarded(_run_validate), subparser=validate)
 
     compare = commands.add_parser(
@@ -81,6 +84,16 @@ def _setting_options(parser: argparse.ArgumentParser, keys: tuple[str, ...]) -> 
                             metavar=setting.metavar or key.upper(),
                             type=_checked(setting.validate),
                             help=setting.help.replace("%", "%%") + shown_default)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number >= 1")
+    return value
 
 
 def _checked(validate: Callable[[Any], Any]) -> Callable[[str], Any]:
@@ -160,6 +173,7 @@ def _run_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
     from pytest_quantguard.batching import choose_batch, first_sample_shapes
     from pytest_quantguard.cache import library_versions
+    from pytest_quantguard.cli_workflow_lm import keep_top_k
     from pytest_quantguard.data import ValidationSet
     from pytest_quantguard.results import ResultsWriter
     from pytest_quantguard.runners import make_runner
@@ -177,6 +191,8 @@ def _run_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         start = time.perf_counter()
         outputs = run(each.inputs)
         seconds += time.perf_counter() - start
+        if args.top_k:  # (docs/results.md, "Language models: top-k log-probabilities")
+            outputs = keep_top_k(outputs, each, args.top_k, dataset.task, writer.top_k)
         writer.add(each.ids, outputs)
         if sys.stderr.isatty():  # a progress line on a terminal, none in a log
             print(f"\r{runner.description}: {int(each.ids[-1]) + 1}/{dataset.n}", end="",
@@ -196,7 +212,9 @@ def _run_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from pytest_quantguard.cli_workflow_lm import kl_details, kl_text
     from pytest_quantguard.comparison import run
+    from pytest_quantguard.data import ValidationSet
     from pytest_quantguard.results import Outputs, is_results
     from pytest_quantguard.settings import check_layer, default, make_execution, resolve_tolerance
 
@@ -215,8 +233,13 @@ def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     comparisons = run(models[0], models[1:], data, tolerance, execution)
     inconclusive = args.inconclusive or default("inconclusive")
     records = [comparison.to_dict() for comparison in comparisons]
-    for comparison in comparisons:
-        print(_row(comparison))
+    output = tolerance.output if tolerance.output is not None else \
+        ValidationSet.from_folder(data, given_by="--data").manifest.get("output")
+    for comparison, record, candidate in zip(comparisons, records, models[1:], strict=True):
+        kl = kl_details(record, models[0], candidate, output)
+        if kl is not None:
+            record["details"]["kl"] = kl
+        print(_row(comparison) + kl_text(kl))
     settings = {**{key: getattr(tolerance, key) for key in COMPARE_TOLERANCE},
                 "bootstrap": execution.resamples, "seed": execution.seed,
                 "batch_size": execution.batch_size, "inconclusive": inconclusive}

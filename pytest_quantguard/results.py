@@ -92,6 +92,10 @@ class ResultsWriter:
     def __init__(self, folder: str | Path, ids: np.ndarray):
         self.folder, self.ids = Path(folder), np.asarray(ids, dtype=np.int64)
         self.arrays: dict[str, np.ndarray] = {}
+        # an output kept as per-token NLL with its top-k log-probabilities: {output: {"k": K,
+        # "logprobs": array name, "ids": ..., "scored": ...}} (docs/results.md, "Language models:
+        # top-k log-probabilities")
+        self.top_k: dict[str, dict[str, Any]] = {}
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / RESULTS_FILE).unlink(missing_ok=True)
 
@@ -118,10 +122,17 @@ class ResultsWriter:
         for array in self.arrays.values():
             array.flush()
         write_atomically(self.folder / IDS_FILE, lambda stream: np.save(stream, self.ids))
+        extra = {value for entry in self.top_k.values() for key, value in entry.items()
+                 if key != "k"}
         document = {"format": FORMAT, "version": VERSION, "data_digest": data_digest,
                     "n": len(self.ids), "model": dict(model or {}),
-                    "outputs": [{"name": name, "file": output_file(name)} for name in self.arrays],
+                    "outputs": [{"name": name, "file": output_file(name)} for name in self.arrays
+                                if name not in extra],
                     "provenance": dict(provenance or {})}
+        if self.top_k:
+            document["top_k"] = {name: {key: value if key == "k" else output_file(value)
+                                        for key, value in entry.items()}
+                                 for name, entry in self.top_k.items()}
         text = json.dumps(document, indent=2) + "\n"
         write_atomically(self.folder / RESULTS_FILE, lambda stream: stream.write(text.encode()))
         return self.folder
@@ -148,6 +159,7 @@ class Outputs:
             self.arrays = {path.stem: _load(path)}
             self.ids: np.ndarray | None = None
             self.hashes: np.ndarray | None = None
+            self.top_k: dict[str, dict[str, Any]] = {}
             self.data_digest: str | None = None
             files = [path]
         elif path.is_dir() and (path / RESULTS_FILE).is_file():
@@ -155,6 +167,7 @@ class Outputs:
             self.document = _read_document(path / RESULTS_FILE)
             self.arrays, files = self._read_outputs(path)
             self.ids, self.hashes = self._read_keys(path, files)
+            self.top_k = self._read_top_k(path, files)
             self.data_digest = self.document.get("data_digest")
             self.data_path = (self.document.get("provenance") or {}).get("data")
             self._check_counts(path)
@@ -219,12 +232,40 @@ class Outputs:
             files.append(folder / IDS_FILE)
         return ids, hashes
 
+    def _read_top_k(self, folder: Path, files: list[Path]) -> dict[str, dict[str, Any]]:
+        """``top_k``: per output, K and its (n, tokens, K) log-probabilities and token ids, and
+        the (n, tokens) positions scored."""
+        found = {}
+        for name, entry in (self.document.get("top_k") or {}).items():
+            where = f"{folder / RESULTS_FILE}: top_k[{name!r}]"
+            if not isinstance(entry, dict) or not isinstance(entry.get("k"), int) or not all(
+                    isinstance(entry.get(key), str) for key in ("logprobs", "ids", "scored")):
+                raise QuantGuardError(f"{where} must hold k (an integer) and the files logprobs, "
+                                      "ids and scored")
+            arrays = {}
+            for key in ("logprobs", "ids", "scored"):
+                file = folder / entry[key]
+                if file.parent.resolve() != folder.resolve():
+                    raise QuantGuardError(f"{where}: {key} names a file outside the folder")
+                arrays[key] = _load(file)
+                files.append(file)
+            k, (values, ids, scored) = entry["k"], arrays.values()
+            if values.shape != ids.shape or values.ndim != 3 or values.shape[2] != k or \
+                    scored.shape != values.shape[:2]:
+                raise QuantGuardError(f"{where}: logprobs {list(values.shape)}, ids "
+                                      f"{list(ids.shape)} and scored {list(scored.shape)}: "
+                                      f"(n, tokens, {k}) twice and (n, tokens)")
+            found[name] = {"k": k, **arrays}
+        return found
+
     def _check_counts(self, folder: Path) -> None:
         stated = self.document.get("n")
         keys = [(file, array) for file, array in ((IDS_FILE, self.ids), (HASHES_FILE, self.hashes))
                 if array is not None]
         file, keyed = keys[0]
-        for name, array in [*self.arrays.items(), *keys[1:]]:
+        top_k = [(f"{name}.{key}", array) for name, entry in self.top_k.items()
+                 for key, array in entry.items() if key != "k"]
+        for name, array in [*self.arrays.items(), *keys[1:], *top_k]:
             if array.ndim == 0 or len(array) != len(keyed):
                 raise QuantGuardError(
                     f"{folder}: {name!r} has {0 if array.ndim == 0 else len(array)} rows but "
@@ -309,6 +350,17 @@ class Outputs:
                 f"of the sample {IDS_FILE} names in {data} (first rows {wrong[:3].tolist()}): the "
                 "ids or the rows are in another order than the inputs the device ran")
         self.matching = {"by": "ids, hashes verified"}
+
+    def top_k_in_set_order(self, output: str | int | None) -> dict[str, Any] | None:
+        """The chosen output's top-k arrays in sample order (after ``check_data``); None when
+        the results hold none for it."""
+        from pytest_quantguard.runners.selection import choose_output
+
+        entry = self.top_k.get(choose_output(self.arrays, output, self.description))
+        if entry is None or self._rows is None:
+            return None
+        return {key: value if key == "k" else np.asarray(value[self._rows])
+                for key, value in entry.items()}
 
     def in_set_order(self, output: str | int | None) -> np.ndarray | None:
         """The chosen output's rows in sample order (after ``check_data``); None before."""

@@ -244,3 +244,62 @@ class PerplexityScores(Scores):
                            mean_kl=float(self.paired[:, 1].sum()) / scored)
         return Evaluation(reference, candidate, candidate / reference - 1.0, result, details,
                           sizing=variance_sizing(result.details, self.n))
+
+
+def top_k_logprobs(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each token's ``k`` largest log-probabilities (float32, descending) and their token ids
+    (int32), each (samples, tokens, k), from logits (samples, tokens, vocabulary); over chunks of
+    tokens (docs/results.md, "Language models: top-k log-probabilities")."""
+    samples, tokens, vocabulary = logits.shape
+    k = min(k, vocabulary)
+    work = _working(logits.dtype)
+    values = np.empty((samples * tokens, k), dtype=np.float32)
+    ids = np.empty((samples * tokens, k), dtype=np.int32)
+    for start, (rows,) in token_chunks((logits,), 3, np.dtype(work).itemsize):
+        stop = start + len(rows)
+        log_total = _exp_shifted(rows, work)[2]
+        top = np.argpartition(rows, vocabulary - k, axis=-1)[:, vocabulary - k:]
+        picked = np.take_along_axis(rows, top, axis=-1).astype(np.float64) - log_total[:, None]
+        order = np.argsort(-picked, axis=-1, kind="stable")
+        values[start:stop] = np.take_along_axis(picked, order, axis=-1)
+        ids[start:stop] = np.take_along_axis(top, order, axis=-1)
+    return values.reshape(samples, tokens, k), ids.reshape(samples, tokens, k)
+
+
+# The least candidate mass the rest bucket is given: float32 log-probabilities cannot resolve a
+# smaller one, and a larger mass only lowers the bound.
+REST_FLOOR = 1e-6
+
+
+def top_k_kl(reference: tuple[np.ndarray, np.ndarray], candidate: tuple[np.ndarray, np.ndarray]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Per token: KL(reference || candidate) of the two distributions coarsened to the tokens in
+    both top-k lists (each its own bucket) and one bucket for the rest of the mass, and whether
+    the two top tokens agree. Coarsening never increases KL (the data-processing inequality), so
+    each value is a lower bound of the exact KL (the rest's candidate mass taken as at least
+    ``REST_FLOOR``, which keeps it one). ``reference``, ``candidate``: (log-probabilities,
+    token ids), each (..., k); the results have the leading shape."""
+    ref_values, ref_ids = (np.asarray(array) for array in reference)
+    cand_values, cand_ids = (np.asarray(array) for array in candidate)
+    shape = ref_values.shape[:-1]
+    ref_values = ref_values.reshape(-1, ref_values.shape[-1]).astype(np.float64)
+    cand_values = cand_values.reshape(-1, cand_values.shape[-1]).astype(np.float64)
+    ref_ids = ref_ids.reshape(len(ref_values), -1)
+    cand_ids = cand_ids.reshape(len(cand_values), -1)
+    kl = np.empty(len(ref_values))
+    step = max(1, REDUCTION_BYTES // max(8 * ref_ids.shape[1] * cand_ids.shape[1], 1))
+    for start in range(0, len(kl), step):
+        rows = slice(start, start + step)
+        match = ref_ids[rows, :, None] == cand_ids[rows, None, :]
+        common = match.any(axis=2)
+        p = np.where(common, np.exp(ref_values[rows]), 0.0)
+        q = np.where(common, (match * np.exp(cand_values[rows])[:, None, :]).sum(axis=2), 0.0)
+        log_q = np.log(np.where(common, q, 1.0))
+        terms = np.where(common, p * (ref_values[rows] - log_q), 0.0).sum(axis=1)
+        p_rest = np.clip(1.0 - p.sum(axis=1), 0.0, 1.0)
+        q_rest = np.clip(1.0 - q.sum(axis=1), REST_FLOOR, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rest = np.where(p_rest > 0, p_rest * np.log(p_rest / q_rest), 0.0)
+        kl[rows] = np.maximum(terms + rest, 0.0)
+    agree = ref_ids[:, 0] == cand_ids[:, 0]
+    return kl.reshape(shape), agree.reshape(shape)
