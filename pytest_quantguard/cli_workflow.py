@@ -206,7 +206,9 @@ def _run_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     writer.close(data_digest=dataset.digest, model={"path": str(Path(args.model)),
                                                     "sha256": runner.sha256},
                  provenance=provenance)
-    print(f"{runner.description}: {dataset.n} samples, outputs {', '.join(writer.arrays)}, batch "
+    kept = [name + (f" (per-token NLL, top-{writer.top_k[name]['k']} log-probabilities)"
+                    if name in writer.top_k else "") for name in writer.outputs]
+    print(f"{runner.description}: {dataset.n} samples, outputs {', '.join(kept)}, batch "
           f"{batch.size}, {provenance['ms_per_sample']:.3g} ms per sample -> {args.out}")
     return 0
 

@@ -117,17 +117,21 @@ class ResultsWriter:
                                       "holds one shape per output (pad to a fixed length)")
             self.arrays[name][rows] = value
 
+    @property
+    def outputs(self) -> list[str]:
+        """The outputs written, without the top-k arrays kept beside them."""
+        extra = {value for entry in self.top_k.values() for key, value in entry.items()
+                 if key != "k"}
+        return [name for name in self.arrays if name not in extra]
+
     def close(self, *, data_digest: str | None, model: Mapping[str, Any] | None = None,
               provenance: Mapping[str, Any] | None = None) -> Path:
         for array in self.arrays.values():
             array.flush()
         write_atomically(self.folder / IDS_FILE, lambda stream: np.save(stream, self.ids))
-        extra = {value for entry in self.top_k.values() for key, value in entry.items()
-                 if key != "k"}
         document = {"format": FORMAT, "version": VERSION, "data_digest": data_digest,
                     "n": len(self.ids), "model": dict(model or {}),
-                    "outputs": [{"name": name, "file": output_file(name)} for name in self.arrays
-                                if name not in extra],
+                    "outputs": [{"name": name, "file": output_file(name)} for name in self.outputs],
                     "provenance": dict(provenance or {})}
         if self.top_k:
             document["top_k"] = {name: {key: value if key == "k" else output_file(value)
