@@ -163,6 +163,50 @@ def test_an_npz_shard_changed_after_its_digest_is_refused(tmp_path):
         list(dataset.batches(4))
 
 
+def _csv_set(folder: Path) -> Path:
+    rows = "\n".join(f"{i}.5,{i % 2}" for i in range(10))
+    (folder / "part.csv").write_text(f"x,label\n{rows}\n")
+    return folder / "part.csv"
+
+
+def _image_set(folder: Path) -> Path:
+    from PIL import Image
+
+    for index in range(6):
+        (folder / f"c{index % 2}").mkdir(exist_ok=True)
+        Image.new("RGB", (3, 2), (index, 0, 0)).save(folder / f"c{index % 2}" / f"{index}.png",
+                                                 compress_level=0)
+    return folder / "c1" / "3.png"
+
+
+def _same_size_rewrite(file: Path) -> None:
+    """Other bytes of the same size, the mtime put back: only the bytes tell."""
+    status = file.stat()
+    if file.suffix == ".csv":
+        file.write_text(file.read_text().replace("3.5,1", "9.5,1"))
+    else:
+        from PIL import Image
+
+        Image.new("RGB", (3, 2), (0, 0, 9)).save(file, compress_level=0)
+    assert file.stat().st_size == status.st_size
+    os.utime(file, ns=(status.st_atime_ns, status.st_mtime_ns))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "images"])
+def test_a_csv_or_image_file_changed_after_its_digest_is_refused(tmp_path, fmt):
+    if fmt == "images":
+        pytest.importorskip("PIL.Image")
+    changed = (_csv_set if fmt == "csv" else _image_set)(tmp_path)
+    dataset = ValidationSet.from_folder(tmp_path)
+    assert len(np.concatenate([batch.labels for batch in dataset.batches(4)])) == 10 - 4 * (
+        fmt == "images")  # unchanged: it streams
+    _same_size_rewrite(changed)
+    with pytest.raises(QuantGuardError, match=rf"{changed.name}: changed since the set was read"):
+        list(dataset.batches(4))
+    fresh = ValidationSet.from_folder(tmp_path)  # read again, it loads (with another digest)
+    assert fresh.digest != dataset.digest and list(fresh.batches(4))
+
+
 def test_a_symlink_in_a_data_folder_loads_what_it_points_at(tmp_path):
     outside = tmp_path / "store"
     outside.mkdir()
