@@ -279,3 +279,27 @@ def test_a_model_rewritten_while_it_is_hashed_and_loaded_is_refused(tmp_path, mo
         make_runner(model)
     monkeypatch.setattr(onnx_runner, "_session", real_session)
     assert make_runner(model).output_names == ["y"]  # once it stands still, it loads
+
+
+def test_an_export_stopped_by_a_data_error_leaves_no_dataset_json(tmp_path, monkeypatch, capsys):
+    """dataset.json is written last; an export into a folder holding an earlier one removes it
+    first, so a stopped export never leaves the old dataset.json describing new arrays."""
+    from pytest_quantguard.cli import main
+
+    (tmp_path / "val").mkdir()
+    first = _csv_set(tmp_path / "val")
+    changed = tmp_path / "val" / "part_2.csv"  # the second shard: read after the arrays are open
+    changed.write_bytes(first.read_bytes())
+    assert main(["export-inputs", "--data", str(tmp_path / "val"), "-o", str(tmp_path / "x")]) == 0
+    read = ValidationSet.from_folder
+
+    def changed_after_the_digest(*args, **kwargs):
+        dataset = read(*args, **kwargs)
+        _same_size_rewrite(changed)
+        return dataset
+
+    monkeypatch.setattr(ValidationSet, "from_folder", changed_after_the_digest)
+    capsys.readouterr()
+    assert main(["export-inputs", "--data", str(tmp_path / "val"), "-o", str(tmp_path / "x")]) == 3
+    assert "part_2.csv: changed since the set was read" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "dataset.json").exists()

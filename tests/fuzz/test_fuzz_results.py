@@ -135,7 +135,32 @@ def _not_finite(folder, draw):
     return "NaN or Inf in output 'logits'"
 
 
-CORRUPTIONS = [_truncated, _bad_array, _duplicate_ids, _bad_document, _not_finite]
+def _typed_wrong(folder, draw):
+    """ids that are not 1-D integers, complex or timedelta outputs, an unknown key, 'version' true,
+    'n' as text, 'model' or 'provenance' not objects, an outputs entry or file not a string, an
+    output listed twice."""
+    how = draw(st.sampled_from(["ids-scalar", "ids-float", "complex", "timedelta", "typo", "version",
+                                "n-text", "model", "provenance", "data", "entry", "file", "twice"]))
+    n = len(np.load(folder / "ids.npy"))
+    arrays = {"ids-scalar": ("ids.npy", np.int64(3)), "ids-float": ("ids.npy", np.arange(n) + 0.5),
+              "complex": ("logits.npy", np.zeros((n, 3), np.complex64)),
+              "timedelta": ("logits.npy", np.zeros(n, "m8[s]"))}
+    if how in arrays:
+        np.save(folder / arrays[how][0], arrays[how][1])
+        return arrays[how][0]
+    edits = {"typo": lambda d: d.update({"data-digest": d.pop("data_digest")}),
+             "version": lambda d: d.update(version=True), "n-text": lambda d: d.update(n=str(n)),
+             "model": lambda d: d.update(model=["int8.onnx"]),
+             "provenance": lambda d: d.update(provenance="device"),
+             "data": lambda d: d.update(provenance={"data": 5}),
+             "entry": lambda d: d.update(outputs=[5]),
+             "file": lambda d: d.update(outputs=[{"name": "logits", "file": 5}]),
+             "twice": lambda d: d.update(outputs=["logits", "logits"])}
+    _document(folder, edits[how])
+    return "results.json"
+
+
+CORRUPTIONS = [_truncated, _bad_array, _duplicate_ids, _bad_document, _not_finite, _typed_wrong]
 
 
 @given(data=st.data())
