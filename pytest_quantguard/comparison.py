@@ -25,7 +25,7 @@ from pytest_quantguard.diagnosis.risks import risk_notes
 from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 from pytest_quantguard.inference import Inferred, infer, stratified_subset
 from pytest_quantguard.judging import DISCORDANT_CAP, Plan, Subject, judge, plans
-from pytest_quantguard.message import SHOWN_SLICES, findings_lines, suspicious_gain_text
+from pytest_quantguard.message import SHOWN_SLICES, suspicious_gain_text, with_findings
 from pytest_quantguard.metrics.custom import CORPUS_SAFE_FROM
 from pytest_quantguard.record import Comparison, Interval
 from pytest_quantguard.runners import Runner, make_runner
@@ -182,9 +182,8 @@ def _told(comparison: Comparison) -> Comparison:
     """A comparison that did not ship says its risks, diagnosis and remedies in its message."""
     if comparison.verdict == Verdict.SHIP:
         return comparison
-    lines = findings_lines(comparison.details)
-    return dataclasses.replace(comparison, message="\n".join([comparison.message, *lines])) \
-        if lines else comparison
+    return dataclasses.replace(comparison, message=with_findings(comparison.message,
+                                                                 comparison.details))
 
 
 def _own_batch(batch: Batch, role: str) -> dict[str, Any]:

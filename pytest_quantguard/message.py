@@ -193,6 +193,16 @@ def suspicious_gain_text(comparison: Comparison) -> str:
             "preprocessing between the two models (input scaling, layout, tokenizer, label order)")
 
 
+def with_findings(text: str, details: dict[str, Any]) -> str:
+    """``text`` (a message) with ``findings_lines`` before its rule, so that it still ends with
+    the remedy."""
+    lines = text.split("\n")
+    found = findings_lines(details)
+    at = max((index for index, line in enumerate(lines) if line.startswith("  rule: ")),
+             default=len(lines))
+    return "\n".join([*lines[:at], *found, *lines[at:]])
+
+
 def findings_lines(details: dict[str, Any]) -> list[str]:
     """What a comparison that did not ship adds to its message: the risk notes, the top diagnosed
     layers and the remedies (docs/risks.md, "Where the notes appear")."""

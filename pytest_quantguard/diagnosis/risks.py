@@ -1,7 +1,8 @@
 """Risk notes: what about the two models makes post-training quantization fragile, said next to
 every comparison (docs/risks.md). Each note is builtins:
 ``{"kind", "model": "reference"|"candidate", "text", ...}``. A model is inspected once per run,
-cached by its sha256; ``onnx`` and ``torch`` are imported only when a model of theirs is inspected.
+cached by its sha256: ONNX files are read from the wire format (``onnx_weights``), torch modules
+through their parameters.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pytest_quantguard.batching import DYNAMIC_NOTE
+from pytest_quantguard.diagnosis.onnx_weights import Node, Tensor, read_graph, values
 
 KINDS = ("small_model", "regression", "outlier_weights", "int4_non_lm", "dynamic_quant",
          "fp16_on_cpu")
@@ -37,7 +39,7 @@ LOW_BIT_TEXT = "INT4 is for LLMs; for vision use INT8 + pruning"
 # MatMulNBits ends in "_Q4" (docs/risks.md, "Outlier weights").
 QUANTIZED_NAME = re.compile(r"(_Transposed)?(_quantized|_Q\d+)$")
 FLOAT_TYPES = (1, 10, 11, 16)  # onnx TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
-WEIGHT_TYPES = (*FLOAT_TYPES, 2, 3, 4, 5, 21, 22)  # + UINT8, INT8, UINT16, INT16, UINT4, INT4
+WEIGHT_TYPES = (*FLOAT_TYPES, 2, 3, 4, 5, 6, 21, 22)  # + (U)INT8, (U)INT16, INT32, (U)INT4
 LOW_BIT_TYPES = {21: "UINT4", 22: "INT4", 25: "UINT2", 26: "INT2"}
 QLINEAR_WEIGHT = {"QLinearConv": 3, "QLinearMatMul": 3}  # weight input; its scale follows it
 
@@ -156,90 +158,77 @@ def torch_facts(module: Any) -> Facts:
 
 def onnx_facts(path: Path) -> Facts:
     """An ONNX model's weight count, float weight outliers, quantized weights and bit widths."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))  # external data beside the model (checked by the runner's scan)
-    graph = model.graph
-    initializers = {each.name: each for each in graph.initializer}
-    initializers.update({node.output[0]: attribute.t for node in graph.node  # paddle2onnx's weights
-                         if node.op_type == "Constant" for attribute in node.attribute
-                         if attribute.name == "value"})
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for position, name in enumerate(node.input):
-            consumers.setdefault(name, []).append((node, position))
+    graph = read_graph(path)
+    if graph is None:
+        return Facts()
+    consumers: dict[str, Node] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            consumers.setdefault(name, node)
     facts = Facts(parameters=0)
-    side = _scale_inputs(graph.node)  # scales and zero points are not parameters
-    for name, tensor in initializers.items():
+    side = _scale_inputs(graph.nodes)  # scales and zero points are not parameters
+    for name, tensor in graph.tensors.items():
         if tensor.data_type in WEIGHT_TYPES and name not in side:
-            facts.parameters += int(np.prod(tensor.dims, dtype=np.int64))
-        users = consumers.get(name, [])
-        if tensor.data_type in FLOAT_TYPES and len(tensor.dims) >= 2 and users:
-            _add_outlier(facts, name, users[0][0].name or users[0][0].op_type,
-                         numpy_helper.to_array(tensor))
+            facts.parameters += tensor.size
+        user = consumers.get(name)
+        if tensor.data_type in FLOAT_TYPES and len(tensor.dims) >= 2 and user is not None \
+                and tensor.size >= OUTLIER_MIN_SIZE:
+            found = values(tensor, graph.folder)
+            if found is not None:
+                _add_outlier(facts, name, user.name or user.op_type, found)
         if tensor.data_type in LOW_BIT_TYPES:
             facts.low_bit = facts.low_bit or f"{LOW_BIT_TYPES[tensor.data_type]} weights"
-    for node in graph.node:
-        _read_quantized(node, initializers, facts)
+    for node in graph.nodes:
+        _read_quantized(node, graph.tensors, facts)
     return facts
 
 
-def _scale_inputs(nodes: Any) -> set[str]:
+def _scale_inputs(nodes: list[Node]) -> set[str]:
     """The names of the scale and zero-point inputs of the graph's quantization nodes."""
     side = set()
     for node in nodes:
         if node.op_type in ("DequantizeLinear", "QuantizeLinear"):
-            side.update(node.input[1:])
+            side.update(node.inputs[1:])
         elif node.op_type in QLINEAR_WEIGHT:
-            side.update(node.input[index] for index in (1, 2, 4, 5, 6, 7) if index < len(node.input))
+            side.update(node.inputs[index] for index in (1, 2, 4, 5, 6, 7)
+                        if index < len(node.inputs))
         elif node.op_type == "MatMulNBits":  # its packed weight is counted as K x N values
-            side.update(node.input[1:])
+            side.update(node.inputs[1:])
     return side
 
 
-def _read_quantized(node: Any, initializers: dict[str, Any], facts: Facts) -> None:
-    """How ``node`` quantizes a weight initializer it reads: per-tensor, per-channel or
-    per-block, recorded under the weight's float name."""
-    attributes = {each.name: each for each in node.attribute}
-    if node.op_type == "MatMulNBits":
-        weight = node.input[1]
-        bits = attributes["bits"].i if "bits" in attributes else 4
-        block = attributes["block_size"].i if "block_size" in attributes else None
+def _read_quantized(node: Node, tensors: dict[str, Tensor], facts: Facts) -> None:
+    """How ``node`` quantizes a weight tensor it reads: per-tensor, per-channel or per-block,
+    recorded under the weight's float name."""
+    inputs, ints = node.inputs, node.ints
+    if node.op_type == "MatMulNBits" and len(inputs) > 1:
+        bits, block = ints.get("bits", 4), ints.get("block_size")
         if bits <= 4:
             facts.low_bit = facts.low_bit or f"MatMulNBits bits={bits}"
-        facts.parameters += _nbits_parameters(attributes)
-        _record(facts, weight, node, f"per-block (block_size {block}, {bits} bits)")
+        facts.parameters += ints.get("K", 0) * ints.get("N", 0)  # packed bytes under-count
+        _record(facts, inputs[1], node, f"per-block (block_size {block}, {bits} bits)")
         return
-    if node.op_type == "DequantizeLinear" and node.input[0] in initializers:
-        weight, scale = node.input[0], node.input[1] if len(node.input) > 1 else None
-        if "block_size" in attributes and attributes["block_size"].i > 0:
-            _record(facts, weight, node, f"per-block (block_size {attributes['block_size'].i})")
+    if node.op_type == "DequantizeLinear" and inputs and inputs[0] in tensors:
+        weight, scale = inputs[0], inputs[1] if len(inputs) > 1 else ""
+        if ints.get("block_size", 0) > 0:
+            _record(facts, weight, node, f"per-block (block_size {ints['block_size']})")
             return
-    elif node.op_type in QLINEAR_WEIGHT and len(node.input) > 4 \
-            and node.input[3] in initializers:
-        weight, scale = node.input[3], node.input[4]
-    elif node.op_type in ("MatMulInteger", "ConvInteger") and len(node.input) > 1 \
-            and node.input[1] in initializers:
-        weight = node.input[1]
+    elif node.op_type in QLINEAR_WEIGHT and len(inputs) > 4 and inputs[3] in tensors:
+        weight, scale = inputs[3], inputs[4]
+    elif node.op_type in ("MatMulInteger", "ConvInteger") and len(inputs) > 1 \
+            and inputs[1] in tensors:
+        weight = inputs[1]
         scale = QUANTIZED_NAME.sub("", weight) + ("_Transposed" if "_Transposed" in weight
                                                   else "") + "_scale"
     else:
         return
-    size = int(np.prod(initializers[scale].dims, dtype=np.int64)) if scale in initializers else 1
+    size = tensors[scale].size if scale in tensors else 1
     _record(facts, weight, node, "per-channel" if size > 1 else "per-tensor")
 
 
-def _record(facts: Facts, weight: str, node: Any, granularity: str) -> None:
+def _record(facts: Facts, weight: str, node: Node, granularity: str) -> None:
     facts.quantized[QUANTIZED_NAME.sub("", weight)] = {
         "tensor": weight, "node": node.name or node.op_type, "granularity": granularity}
-
-
-def _nbits_parameters(attributes: dict[str, Any]) -> int:
-    """A MatMulNBits weight's values (K x N), which its packed uint8 bytes under-count."""
-    if "K" in attributes and "N" in attributes:
-        return int(attributes["K"].i) * int(attributes["N"].i)
-    return 0
 
 
 def _add_outlier(facts: Facts, name: str, node: str, values: np.ndarray) -> None:
