@@ -41,7 +41,7 @@ QUANTIZED_NAME = re.compile(r"(_Transposed)?(_quantized|_Q\d+)$")
 FLOAT_TYPES = (1, 10, 11, 16)  # onnx TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 WEIGHT_TYPES = (*FLOAT_TYPES, 2, 3, 4, 5, 6, 21, 22)  # + (U)INT8, (U)INT16, INT32, (U)INT4
 LOW_BIT_TYPES = {21: "UINT4", 22: "INT4", 25: "UINT2", 26: "INT2"}
-QLINEAR_WEIGHT = {"QLinearConv": 3, "QLinearMatMul": 3}  # weight input; its scale follows it
+QLINEAR_WEIGHT = {"QLinearConv": 3, "QLinearMatMul": 3, "QGemm": 3}  # weight; its scale follows
 
 
 @dataclass
@@ -53,6 +53,7 @@ class Facts:
     outliers: list[dict[str, Any]] = field(default_factory=list)
     quantized: dict[str, dict[str, Any]] = field(default_factory=dict)  # float name -> how
     low_bit: str | None = None  # e.g. "MatMulNBits bits=2"
+    onnx: bool = False  # an ONNX file: a weight missing from ``quantized`` stayed in float
 
 
 INSPECTED: dict[str, Facts] = {}  # sha256 -> Facts: each model is read once per process
@@ -100,7 +101,8 @@ def outlier_notes(reference: Facts, candidate: Facts | None) -> list[dict[str, A
     notes = []
     for each in found[:SHOWN_OUTLIERS]:
         how = None if candidate is None else candidate.quantized.get(each["tensor"])
-        granularity = how["granularity"] if how else None
+        granularity = how["granularity"] if how else \
+            "not quantized" if candidate is not None and candidate.onnx else None
         said = {None: "the candidate's quantization of it is unknown",
                 "not quantized": "the candidate keeps it in float",
                 "per-tensor": "the candidate quantized it per-tensor, so this one value sets the "
@@ -115,8 +117,8 @@ def outlier_notes(reference: Facts, candidate: Facts | None) -> list[dict[str, A
                               f"{OUTLIER_PERCENTILE:g}th percentile of |w| (noted above "
                               f"{OUTLIER_RATIO:g}x); {said}"
                               + (f" ({len(found) - SHOWN_OUTLIERS} more tensors over the "
-                                 "threshold)" if each is found[SHOWN_OUTLIERS - 1]
-                                 and len(found) > SHOWN_OUTLIERS else "")})
+                                 "threshold)" if len(found) > SHOWN_OUTLIERS
+                                 and each is found[SHOWN_OUTLIERS - 1] else "")})
     return notes
 
 
@@ -165,7 +167,7 @@ def onnx_facts(path: Path) -> Facts:
     for node in graph.nodes:
         for name in node.inputs:
             consumers.setdefault(name, node)
-    facts = Facts(parameters=0)
+    facts = Facts(parameters=0, onnx=True)
     side = _scale_inputs(graph.nodes)  # scales and zero points are not parameters
     for name, tensor in graph.tensors.items():
         if tensor.data_type in WEIGHT_TYPES and name not in side:
