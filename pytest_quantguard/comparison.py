@@ -12,13 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_quantguard.batching import (
-    DYNAMIC_NOTE,
-    Batch,
-    choose_batch,
-    first_sample_shapes,
-    requested_batch,
-)
+from pytest_quantguard.batching import Batch, choose_batch, first_sample_shapes, requested_batch
 from pytest_quantguard.cache import ReferenceCache
 from pytest_quantguard.data import ValidationSet, as_validation_set
 from pytest_quantguard.diagnosis.risks import risk_notes
@@ -29,7 +23,6 @@ from pytest_quantguard.message import SHOWN_SLICES, suspicious_gain_text, with_f
 from pytest_quantguard.metrics.custom import CORPUS_SAFE_FROM
 from pytest_quantguard.record import Comparison, Interval
 from pytest_quantguard.runners import Runner, make_runner
-from pytest_quantguard.runners.onnx import FP16_ON_CPU_NOTE
 from pytest_quantguard.settings import (
     TOLERANCE_KEYS,
     Execution,
@@ -44,8 +37,6 @@ from pytest_quantguard.verdict import Verdict
 
 # Runner notes that the risk notes say instead (docs/risks.md, "The notes"): FP16 on the CPU and
 # dynamic quantization (a torch runner still notes the latter itself).
-SAID_AS_RISKS = (FP16_ON_CPU_NOTE, DYNAMIC_NOTE.partition("{ops}")[0])
-
 __all__ = ["CORPUS_SAFE_FROM", "DISCORDANT_CAP", "SHOWN_SLICES", "Comparison", "Interval", "compare", "run",
            "stratified_subset", "suspicious_gain_text"]
 
@@ -244,11 +235,12 @@ def _judged(planned: list[Plan], subject: Subject, tolerance: Tolerance, executi
 
 
 def _subject(dataset: ValidationSet, full_n: int, reference: Runner, candidate: Runner) -> Subject:
-    """Both models and the set, with what the verdict does not cover: per model (e.g. FP16
-    arithmetic run in FP32 on the CPU), and a --quant-max-samples subset."""
+    """Both models and the set, with what the verdict does not cover: a runner's own notes (a
+    user's runner may carry some; the built-in cautions are risk notes, docs/risks.md), and a
+    --quant-max-samples subset."""
     notes = [f"{role} {runner.description}: {note}"
              for role, runner in (("reference", reference), ("candidate", candidate))
-             for note in getattr(runner, "notes", ()) if not note.startswith(SAID_AS_RISKS)]
+             for note in getattr(runner, "notes", ())]
     if dataset.n < full_n:
         notes.insert(0, f"ADVISORY: a --quant-max-samples subset of {dataset.n:,} of the "
                         f"{full_n:,} samples (stratified, seeded); not a release verdict")

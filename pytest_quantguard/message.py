@@ -69,7 +69,7 @@ def message(judgement: Judgement) -> str:
     failed = [check for check in j.checks if not check["passed"]]
     lines = [
         f"quantguard verdict: {j.verdict}"
-        + (" (but a check of the reference FAILED: the gate fails)" if failed else "")
+        + (" (but a check FAILED: the gate fails)" if failed else "")
         + f" (candidate {j.subject.candidate.description} vs "
         f"reference {j.subject.reference.description} on {dataset.description}, n={dataset.n}"
         + (f", {dataset.n_groups} groups" if dataset.n_groups else "") + ")",
@@ -164,7 +164,12 @@ def _method_lines(method: str, groups: int | None) -> list[str]:
 def remedy(j: Judgement) -> str:
     """What to do: for an inconclusive verdict, how many samples would resolve it (or why more
     data will not help); else the verdict's standing remedy."""
-    if any(not check["passed"] for check in j.checks):
+    failed = [check["check"] for check in j.checks if not check["passed"]]
+    if failed and set(failed) == {"misaligned"}:
+        return ("fix the candidate's results first (the failed check above): write each row beside "
+                "its sample's id, or key the rows by input hashes; until they are aligned, no "
+                "verdict about the quantization holds")
+    if failed:
         return ("fix the data or the reference first (the failed check above): until the "
                 "reference is right on these labels, no verdict about the quantization holds")
     if j.verdict != Verdict.INCONCLUSIVE:

