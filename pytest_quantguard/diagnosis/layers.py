@@ -1,0 +1,284 @@
+"""The per-layer diagnosis of a failing ONNX comparison: which quantized layers lose the accuracy
+(docs/diagnosis.md).
+
+``attach_diagnosis`` is the pipe's hook: on a non-ship verdict (``--quant-diagnose on-failure``,
+the default) or always, it runs both models on a small seeded sample of the validation set with
+every intermediate tensor exposed, matches the candidate's quantized layers to the reference's
+tensors (``graphs.py``), ranks the layers by the error each ADDS over its inputs, and puts the top
+five under ``details["diagnosis"]`` with the remedies (``remedies.py``) under
+``details["remedies"]``. A diagnosis never fails a comparison: what cannot be diagnosed is
+``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from pytest_quantguard.data import ValidationSet
+from pytest_quantguard.diagnosis.graphs import (
+    Graph,
+    dequantized_weight,
+    float_weight_name,
+    is_layer,
+    quant_format,
+    relative_error,
+    stripped,
+)
+from pytest_quantguard.record import Comparison
+from pytest_quantguard.runners import Runner
+from pytest_quantguard.settings import Execution
+
+__all__ = ["MEASURE", "SAMPLES", "TOP", "attach_diagnosis", "diagnose", "wanted"]
+
+SAMPLES = 64  # validation samples the diagnosis runs (seeded; docs/diagnosis.md, "What is run")
+CHUNK = 16  # samples per run: the sums are accumulated, so memory is a chunk's tensors
+TOP = 5
+MEASURE = ("local relative error: sqrt(max(0, e_out^2 - e_in^2)), where e = ||candidate - "
+           "reference|| / ||reference|| of a tensor on the same samples, e_out of the layer's output "
+           "(as the next layers read it) and e_in of its worst input: the error the layer adds over "
+           "its inputs, not the error accumulated upstream")
+
+
+def wanted(mode: str, comparison: Comparison) -> bool:
+    """Whether ``--quant-diagnose`` asks for a diagnosis of this comparison."""
+    return mode == "always" or (mode == "on-failure" and comparison.verdict.failed)
+
+
+def attach_diagnosis(comparison: Comparison, reference: Runner, candidate: Runner,
+                     dataset: ValidationSet, execution: Execution,
+                     risks: list[dict]) -> Comparison:
+    """``comparison`` with ``details["diagnosis"]`` and ``details["remedies"]`` when
+    ``execution.diagnose`` asks for them (docs/diagnosis.md, "When it runs"); else unchanged."""
+    if not wanted(execution.diagnose, comparison):
+        return comparison
+    from pytest_quantguard.diagnosis.remedies import propose
+
+    started = time.perf_counter()
+    try:
+        diagnosis = diagnose(reference, candidate, dataset, seed=execution.seed, risks=risks)
+    except Exception as error:  # never out of the hook: the comparison itself stands
+        diagnosis = empty(skipped=f"the diagnosis failed: {type(error).__name__}: "
+                                  f"{str(error).splitlines()[0] if str(error) else ''}".rstrip(": "),
+                          seed=execution.seed)
+    try:
+        remedies = propose(diagnosis, reference, candidate, comparison.verdict, risks)
+    except Exception as error:  # a remedy that cannot be written is left out, and said so
+        remedies = [{"title": "no remedy could be written", "why": f"{type(error).__name__}: "
+                     f"{error}", "code": ""}]
+    diagnosis["seconds"] = round(time.perf_counter() - started, 3)
+    details = {**comparison.details, "diagnosis": diagnosis, "remedies": remedies}
+    return dataclasses.replace(comparison, details=details)
+
+
+def empty(*, skipped: str | None = None, fmt: str = "", samples: int = 0, seed: int = 0,
+          layers: list[dict] | None = None, not_matched: list[str] | None = None) -> dict[str, Any]:
+    """``details["diagnosis"]`` (docs/reports.md holds its schema)."""
+    return {"measure": MEASURE, "format": fmt, "samples": samples, "seed": seed, "seconds": 0.0,
+            "layers": layers or [], "not_matched": not_matched or [], "skipped": skipped}
+
+
+def onnx_path(runner: Any) -> str | None:
+    path = getattr(runner, "path", None)
+    return str(path) if path and str(path).lower().endswith(".onnx") and \
+        hasattr(runner, "session") else None
+
+
+def diagnose(reference: Runner, candidate: Runner, dataset: ValidationSet, *, seed: int = 0,
+             risks: Iterable[Mapping[str, Any]] = (), samples: int = SAMPLES) -> dict[str, Any]:
+    """The diagnosis of one ONNX pair on ``samples`` seeded samples of ``dataset``."""
+    paths = [onnx_path(runner) for runner in (reference, candidate)]
+    if None in paths:
+        which = " and ".join(role for role, path in zip(("reference", "candidate"), paths,
+                                                          strict=True) if path is None)
+        return empty(seed=seed, skipped=f"the {which} is not an ONNX model file (a torch model, "
+                     "a callable or results): the per-layer diagnosis reads ONNX graphs")
+    import onnx
+
+    models = [onnx.load(path) for path in paths]
+    reference_graph, candidate_graph = Graph.of(models[0]), Graph.of(models[1])
+    fmt = quant_format(candidate_graph.nodes)
+    if fmt is None:
+        return empty(seed=seed, skipped="the candidate has no quantized operator (QDQ, QLinear* / "
+                     "*Integer or MatMulNBits): there is no quantized layer to match")
+    matched, not_matched = match_layers(reference_graph, candidate_graph, fmt)
+    feed = sample(dataset, samples, seed)
+    n = len(next(iter(feed.values())))
+    errors = tensor_errors(models, paths, candidate_graph, feed, matched)
+    weights = weight_errors(paths, candidate_graph, reference_graph, fmt, matched)
+    layers = []
+    for layer in matched:
+        out = errors.get(layer["output"])
+        ins = [errors.get(pair) for pair in layer["inputs"]]
+        if out is None or None in ins:
+            not_matched.append(f"{layer['candidate_node']} ({layer['op_type']}): a tensor of different "
+                               "shape in the two models")
+            continue
+        local = math.sqrt(max(0.0, out ** 2 - max(ins, default=0.0) ** 2))
+        weight, weight_error = weights.get(layer["candidate_node"], (None, None))
+        layers.append({"node": layer["node"], "op_type": layer["op_type"],
+                       "tensor": layer["output"][0], "local_error": round(local, 6),
+                       "weight": weight, "weight_error": weight_error,
+                       "risks": touching(risks, layer, weight)})
+    layers.sort(key=lambda each: -each["local_error"])
+    ranked = [{"rank": rank, **each} for rank, each in enumerate(layers[:TOP], 1)]
+    return empty(fmt=fmt, samples=n, seed=seed, layers=ranked, not_matched=not_matched)
+
+
+def match_layers(reference: Graph, candidate: Graph, fmt: str) -> tuple[list[dict], list[str]]:
+    """Each quantized layer of the candidate with its (reference name, candidate tensor) output
+    and activation inputs; the layers that cannot be matched, each with the reason."""
+    known = set(reference.producers) | {name for node in reference.nodes for name in node.input}
+    known -= set(reference.initializers)
+    reference_nodes = {node.name for node in reference.nodes}
+    matched, not_matched = [], []
+    for node in candidate.nodes:
+        if not is_layer(node, candidate.producers, fmt):
+            continue
+        output = candidate.trace_output(node.output[0], known)
+        inputs = [(candidate.trace_input(name, known), name) for name in node.input
+                  if name and not _is_constant(candidate, name)]
+        if output[0] is None or any(name is None for name, _ in inputs):
+            missing = output[1] if output[0] is None else next(t for n, t in inputs if n is None)
+            not_matched.append(f"{node.name or node.output[0]} ({node.op_type}): tensor {missing!r} "
+                               "has no counterpart of the same name in the reference")
+            continue
+        own = stripped(node.name, reference_nodes, ("_MatMul_quant", "_quant", "_MatMul_Q2", "_MatMul_Q4",
+                                                    "_MatMul_Q8", "_MatMul"))
+        matched.append({"candidate_node": node.name, "node": own or node.name,
+                        "op_type": node.op_type, "output": output, "inputs": inputs})
+    return matched, not_matched
+
+
+def _is_constant(graph: Graph, name: str) -> bool:
+    """A weight, bias, scale or zero point: an initializer, a DequantizeLinear of one, or the
+    scale / zero point a DynamicQuantizeLinear computed."""
+    if name in graph.initializers or name.endswith(("_scale", "_zero_point")):
+        return True
+    node = graph.producers.get(name)
+    return node is not None and node.op_type in ("DequantizeLinear", "Constant") and (
+        node.op_type == "Constant" or node.input[0] in graph.initializers)
+
+
+def sample(dataset: ValidationSet, samples: int, seed: int) -> dict[str, np.ndarray]:
+    """At most ``samples`` samples of the set, drawn with ``seed``, in their order in the set."""
+    n = min(samples, dataset.n)
+    indices = np.sort(np.random.default_rng(seed).choice(dataset.n, size=n, replace=False))
+    subset = dataset.subset(indices) if n < dataset.n else dataset
+    return dict(next(iter(subset.batches(n))).inputs)
+
+
+def tensor_errors(models: list[Any], paths: list[str], candidate: Graph, feed: dict[str, np.ndarray],
+                  matched: list[dict]) -> dict[tuple[str, str], float | None]:
+    """e = ||candidate - reference|| / ||reference|| of every matched (reference name, candidate
+    tensor) pair, the sums accumulated over chunks of the sample."""
+    pairs = {layer["output"] for layer in matched} | {pair for layer in matched
+                                                      for pair in layer["inputs"]}
+    sessions = [_session(model, path, names)
+                for model, path, names in zip(models, paths, ({name for name, _ in pairs}, None),
+                                              strict=True)]
+    sums: dict[tuple[str, str], list[float]] = {pair: [0.0, 0.0] for pair in pairs}
+    shapes_differ: set[tuple[str, str]] = set()
+    n = len(next(iter(feed.values())))
+    for start in range(0, n, CHUNK):
+        chunk = {name: array[start:start + CHUNK] for name, array in feed.items()}
+        values = [_run(session, chunk) for session in sessions]
+        for pair in pairs:
+            reference = values[0].get(pair[0])
+            candidate_value = candidate.float_value(pair[1], values[1])
+            if reference is None or candidate_value is None or \
+                    reference.shape != candidate_value.shape:
+                shapes_differ.add(pair)
+                continue
+            reference = reference.astype(np.float64)
+            sums[pair][0] += float(np.square(candidate_value - reference).sum())
+            sums[pair][1] += float(np.square(reference).sum())
+    return {pair: None if pair in shapes_differ else
+            math.sqrt(noise / max(signal, np.finfo(np.float32).tiny))
+            for pair, (noise, signal) in sums.items()}
+
+
+def _session(model: Any, path: str, names: set[str] | None) -> Any:
+    """An onnxruntime session on ``model`` that outputs ``names`` (None: every node output)."""
+    import onnx
+    import onnxruntime
+
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    wanted_names = [name for node in model.graph.node for name in node.output
+                    if name and (names is None or name in names)]
+    del augmented.graph.output[:]
+    for name in dict.fromkeys(wanted_names):
+        augmented.graph.output.append(onnx.ValueInfoProto(name=name))
+    options = onnxruntime.SessionOptions()
+    # the graph as written: fused kernels would hide the tensors (docs/diagnosis.md, "What is run")
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(augmented.SerializeToString(), options,
+                                        providers=["CPUExecutionProvider"])
+
+
+def _run(session: Any, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from pytest_quantguard.runners.onnx import ONNX_DTYPES
+
+    specs = session.get_inputs()
+    if all(spec.name in chunk for spec in specs):
+        pairs = [(spec, chunk[spec.name]) for spec in specs]
+    else:
+        pairs = [(specs[0], next(iter(chunk.values())))]
+    feed = {spec.name: np.ascontiguousarray(array.astype(ONNX_DTYPES.get(spec.type, array.dtype)))
+            for spec, array in pairs}
+    names = [output.name for output in session.get_outputs()]
+    values = dict(zip(names, session.run(names, feed), strict=True))
+    values.update(feed)  # a graph input read as a layer's input
+    return values
+
+
+def weight_errors(paths: list[str], candidate: Graph, reference: Graph, fmt: str,
+                  matched: list[dict]) -> dict[str, tuple[str, float | None]]:
+    """Candidate node -> (the reference's weight name, relative error of the dequantized weight)."""
+    found = {}
+    if fmt == "QDQ":
+        from pytest_quantguard.diagnosis.graphs import quiet_weight_matching
+
+        matching = quiet_weight_matching(paths[0], paths[1])
+        for layer in matched:
+            node = next(each for each in candidate.nodes if each.name == layer["candidate_node"])
+            for index, name in enumerate(node.input):
+                producer = candidate.producers.get(name)
+                if index == 2 or producer is None or producer.op_type != "DequantizeLinear":
+                    continue
+                weight = float_weight_name(producer.input[0], matching)
+                if weight is not None:
+                    pair = matching[weight]
+                    found[node.name] = (weight, _rounded(relative_error(pair["float"],
+                                                                       pair["dequantized"])))
+                    break
+        return found
+    for layer in matched:
+        node = next(each for each in candidate.nodes if each.name == layer["candidate_node"])
+        dequantized = dequantized_weight(node, candidate)
+        if dequantized is None:
+            continue
+        weight = float_weight_name(dequantized[0], reference.initializers)
+        if weight is not None:
+            found[node.name] = (weight, _rounded(relative_error(reference.initializers[weight],
+                                                               dequantized[1])))
+    return found
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def touching(risks: Iterable[Mapping[str, Any]], layer: Mapping[str, Any],
+             weight: str | None) -> list[str]:
+    """The kinds of the risk notes that name this layer's weight, tensor or node."""
+    names = {layer["node"], layer["candidate_node"], layer["output"][0], weight} - {None}
+    return sorted({note["kind"] for note in risks
+                   if note.get("tensor") in names or note.get("node") in names})
