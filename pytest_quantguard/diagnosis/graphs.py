@@ -47,10 +47,16 @@ def quant_format(nodes: list[Any]) -> str | None:
     return None
 
 
+# ops that move or select values without arithmetic: in a QDQ graph they add no error of their own
+MOVING = ("Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "MaxPool", "Concat", "Slice",
+          "Split", "Gather", "Pad", "Identity", "Expand", "Tile")
+
+
 def is_layer(node: Any, producers: Mapping[str, Any], fmt: str) -> bool:
-    """Whether ``node`` is one of the candidate's quantized layers."""
+    """Whether ``node`` is one of the candidate's quantized layers (nodes that only move values
+    are not layers)."""
     if fmt == "QDQ":
-        return node.op_type not in QDQ_OPS and any(
+        return node.op_type not in (*QDQ_OPS, *MOVING) and any(
             getattr(producers.get(name), "op_type", "") == "DequantizeLinear" for name in node.input)
     return node.op_type in WEIGHT_INPUTS or (node.op_type.startswith("QLinear")
                                              and node.op_type != "QLinearConcat")

@@ -39,10 +39,10 @@ __all__ = ["MEASURE", "SAMPLES", "TOP", "attach_diagnosis", "diagnose", "wanted"
 SAMPLES = 64  # validation samples the diagnosis runs (seeded; docs/diagnosis.md, "What is run")
 CHUNK = 16  # samples per run: the sums are accumulated, so memory is a chunk's tensors
 TOP = 5
-MEASURE = ("local relative error: sqrt(max(0, e_out^2 - e_in^2)), where e = ||candidate - "
-           "reference|| / ||reference|| of a tensor on the same samples, e_out of the layer's output "
-           "(as the next layers read it) and e_in of its worst input: the error the layer adds over "
-           "its inputs, not the error accumulated upstream")
+MEASURE = ("local relative error: sqrt(max(0, e_out^2 - e_in^2)), where e^2 = the mean over "
+           "channels of ||candidate - reference||^2 / ||reference - its mean||^2 of a tensor on the same "
+           "samples, e_out of the layer's output (as the next layers read it) and e_in of its worst "
+           "input: the error the layer adds over its inputs, not the error accumulated upstream")
 
 
 def wanted(mode: str, comparison: Comparison) -> bool:
@@ -175,14 +175,14 @@ def sample(dataset: ValidationSet, samples: int, seed: int) -> dict[str, np.ndar
 
 def tensor_errors(models: list[Any], paths: list[str], candidate: Graph, feed: dict[str, np.ndarray],
                   matched: list[dict]) -> dict[tuple[str, str], float | None]:
-    """e = ||candidate - reference|| / ||reference|| of every matched (reference name, candidate
-    tensor) pair, the sums accumulated over chunks of the sample."""
+    """The error e of every matched (reference name, candidate tensor) pair (``channel_error``),
+    its sums accumulated over chunks of the sample."""
     pairs = {layer["output"] for layer in matched} | {pair for layer in matched
                                                       for pair in layer["inputs"]}
     sessions = [_session(model, path, names)
                 for model, path, names in zip(models, paths, ({name for name, _ in pairs}, None),
                                               strict=True)]
-    sums: dict[tuple[str, str], list[float]] = {pair: [0.0, 0.0] for pair in pairs}
+    sums: dict[tuple[str, str], list[Any]] = {pair: [0.0, 0.0, 0.0, 0] for pair in pairs}
     shapes_differ: set[tuple[str, str]] = set()
     n = len(next(iter(feed.values())))
     for start in range(0, n, CHUNK):
@@ -195,12 +195,33 @@ def tensor_errors(models: list[Any], paths: list[str], candidate: Graph, feed: d
                     reference.shape != candidate_value.shape:
                 shapes_differ.add(pair)
                 continue
+            axes = _all_but_channel(reference.ndim)
             reference = reference.astype(np.float64)
-            sums[pair][0] += float(np.square(candidate_value - reference).sum())
-            sums[pair][1] += float(np.square(reference).sum())
-    return {pair: None if pair in shapes_differ else
-            math.sqrt(noise / max(signal, np.finfo(np.float32).tiny))
-            for pair, (noise, signal) in sums.items()}
+            sums[pair][0] += np.square(candidate_value - reference).sum(axis=axes)
+            sums[pair][1] += np.square(reference).sum(axis=axes)
+            sums[pair][2] += reference.sum(axis=axes)
+            sums[pair][3] += reference.size // max(np.size(sums[pair][2]), 1)
+    return {pair: None if pair in shapes_differ else channel_error(*sums[pair]) for pair in pairs}
+
+
+def _all_but_channel(ndim: int) -> tuple[int, ...]:
+    """The axes summed over: all but the channel axis (1 for [N, C, ...] and [N, C], the last for
+    [N, sequence, hidden]); a vector has no channels."""
+    channel = {0: None, 1: None, 3: 2}.get(ndim, 1)
+    return tuple(axis for axis in range(ndim) if axis != channel)
+
+
+def channel_error(noise: Any, squares: Any, total: Any, count: int) -> float:
+    """e = sqrt(mean over channels of ||candidate - reference||^2 / the reference's variance):
+    each channel relative to its own spread, so that a layer that shifts or rescales channels (a
+    BatchNormalization, a LayerNorm, a bias) neither hides nor adds error; channels the reference
+    leaves (nearly) constant are not counted (docs/diagnosis.md, "The measure")."""
+    noise = np.atleast_1d(noise)
+    signal = np.atleast_1d(squares) - np.square(np.atleast_1d(total)) / max(count, 1)
+    alive = signal > 1e-9 * max(float(signal.max()), np.finfo(np.float32).tiny)
+    if not alive.any():
+        return 0.0
+    return float(np.sqrt(np.mean(noise[alive] / signal[alive])))
 
 
 def _session(model: Any, path: str, names: set[str] | None) -> Any:
@@ -267,8 +288,10 @@ def weight_errors(paths: list[str], candidate: Graph, reference: Graph, fmt: str
             continue
         weight = float_weight_name(dequantized[0], reference.initializers)
         if weight is not None:
-            found[node.name] = (weight, _rounded(relative_error(reference.initializers[weight],
-                                                               dequantized[1])))
+            original = reference.initializers[weight]
+            if "_Transposed" in dequantized[0] and original.ndim == 2:
+                original = original.T  # a Gemm's [out, in] weight, turned into a MatMul's
+            found[node.name] = (weight, _rounded(relative_error(original, dequantized[1])))
     return found
 
 

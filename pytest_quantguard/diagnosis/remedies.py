@@ -51,49 +51,56 @@ def propose(diagnosis: Mapping[str, Any], reference: Runner, candidate: Runner,
     """The remedies for a diagnosed comparison: ``[{"title", "why", "code"}]``, most specific
     first (docs/diagnosis.md, "Remedies")."""
     remedies = []
-    reference_path = getattr(reference, "path", None)
-    candidate_path = getattr(candidate, "path", None)
-    layers = list(diagnosis.get("layers", ()))
-    onnx_pair = not diagnosis.get("skipped") and reference_path and candidate_path
-    if onnx_pair:
-        fmt = diagnosis.get("format", "")
-        per_tensor = per_tensor_weights(str(candidate_path)) if fmt == "QDQ" else set()
-        flagged = [layer for layer in layers if layer.get("weight") in per_tensor
-                   or "outlier_weights" in layer.get("risks", ())]
-        flagged += [note for note in risks if note.get("kind") == "outlier_weights"
-                    and note.get("granularity") == "per-tensor"]
-        if flagged and fmt == "QDQ":
-            first = flagged[0]
-            remedies.append({
-                "title": "quantize the weights per channel",
-                "why": f"weight {first.get('weight') or first.get('tensor')!r} (node "
-                       f"{first.get('node')!r}) has one scale for the whole tensor: its largest "
-                       "values set the range and the other channels fall onto a few levels; per "
-                       "channel each output channel gets its own scale",
-                "code": quantize_code(str(reference_path), _beside(candidate_path, "per_channel"),
-                                      per_channel=True)})
-        if fmt == "MatMulNBits":
-            remedies.append({
-                "title": "8-bit weights instead of the 4-bit (or lower) format",
-                "why": "weights below 8 bits are for large language models; for other models "
-                       "INT8 (per channel) keeps the accuracy (add pruning for size)",
-                "code": quantize_code(str(reference_path), _beside(candidate_path, "int8"),
-                                      per_channel=True)})
-        worst = worst_nodes(layers)
-        if worst and fmt in ("QDQ", "QOperator"):
-            remedies.append({
-                "title": f"leave the worst layer{'s' if len(worst) > 1 else ''} in float",
-                "why": "the diagnosis ranks " + ", ".join(repr(each) for each in worst) + " first "
-                       "by the error they add; excluded, they run in float and the rest stays "
-                       "quantized",
-                "code": quantize_code(str(reference_path), _beside(candidate_path, "exclude"),
-                                      per_channel=not per_tensor, nodes=worst,
-                                      fmt=fmt, dynamic=_dynamic(str(candidate_path)))})
+    paths = [str(getattr(runner, "path", None) or "") for runner in (reference, candidate)]
+    fmt = diagnosis.get("format", "")
+    if not diagnosis.get("skipped") and all(paths) and fmt in ("QDQ", "QOperator", "MatMulNBits"):
+        remedies += onnx_remedies(diagnosis, paths[0], paths[1], risks)
     if Verdict(str(verdict)) is Verdict.TRY_QAT:
         remedies.append({"title": "quantization-aware training (torchao)",
                          "why": "the drop is within the try-qat band: fine-tuning with the "
                                 "quantization simulated usually wins it back",
                          "code": qat_code()})
+    return remedies
+
+
+def onnx_remedies(diagnosis: Mapping[str, Any], reference: str, candidate: str,
+                  risks: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Per-channel weights, 8-bit weights instead of fewer bits, the worst layers left in float:
+    each the onnxruntime call on the user's own model, the candidate's other choices kept."""
+    fmt, layers = diagnosis["format"], list(diagnosis.get("layers", ()))
+    if fmt == "MatMulNBits":
+        return [{"title": "8-bit weights instead of the 4-bit (or lower) format",
+                 "why": "weights below 8 bits are for large language models; for other models "
+                        "INT8 (per channel) keeps the accuracy (add pruning for size)",
+                 "code": quantize_code(reference, _beside(candidate, "int8"), per_channel=True)}]
+    dynamic = _dynamic(candidate)
+    same = {"reduce_range": seven_bit(candidate), "dynamic": dynamic, "fmt": fmt,
+            "op_types": None if dynamic else quantized_op_types(candidate)}
+    per_tensor = per_tensor_weights(candidate)
+    flagged = [layer for layer in layers if layer.get("weight") in per_tensor]
+    flagged += [note for note in risks if note.get("kind") == "outlier_weights"
+                and note.get("granularity") == "per-tensor"]
+    remedies = []
+    if flagged:
+        first = flagged[0]
+        remedies.append({
+            "title": "quantize the weights per channel",
+            "why": f"weight {first.get('weight') or first.get('tensor')!r} (node "
+                   f"{first.get('node')!r}) has one scale for the whole tensor: its largest values "
+                   "set the range and the other channels fall onto a few levels; per channel each "
+                   "output channel gets its own scale",
+            "code": quantize_code(reference, _beside(candidate, "per_channel"), per_channel=True,
+                                  **same)})
+    worst = worst_nodes(layers)
+    if worst and dynamic:
+        worst = _as_dynamic_names(reference, worst)
+    if worst:
+        remedies.append({
+            "title": f"leave the worst layer{'s' if len(worst) > 1 else ''} in float",
+            "why": "the diagnosis ranks " + ", ".join(repr(each) for each in worst) + " first by "
+                   "the error they add; excluded, they run in float and the rest stays quantized",
+            "code": quantize_code(reference, _beside(candidate, "exclude"),
+                                  per_channel=not per_tensor, nodes=worst, **same)})
     return remedies
 
 
@@ -106,9 +113,15 @@ def worst_nodes(layers: list[Mapping[str, Any]]) -> list[str]:
 
 
 def quantize_code(reference: str, out: str, *, per_channel: bool, nodes: list[str] | None = None,
-                  fmt: str = "QDQ", dynamic: bool = False) -> str:
-    """The onnxruntime call that quantizes ``reference`` into ``out``."""
+                  fmt: str = "QDQ", dynamic: bool = False, reduce_range: bool = False,
+                  op_types: list[str] | None = None) -> str:
+    """The onnxruntime call that quantizes ``reference`` into ``out`` (``reduce_range``: 7-bit
+    weights, ``op_types``: the operators quantized, both as the candidate has them)."""
     exclude = f"    nodes_to_exclude={nodes!r},\n" if nodes else ""
+    if op_types:
+        exclude = f"    op_types_to_quantize={op_types!r},  # as in the candidate\n" + exclude
+    if reduce_range:
+        exclude = "    reduce_range=True,  # 7-bit weights, as in the candidate\n" + exclude
     if dynamic:
         return ("from onnxruntime.quantization import QuantType, quantize_dynamic\n\n"
                 f"quantize_dynamic(\n    {reference!r},\n    {out!r},\n"
@@ -129,18 +142,68 @@ def qat_code() -> str:
 
 
 def per_tensor_weights(path: str) -> set[str]:
-    """The float names of a QDQ model's weights quantized with one scale for the whole tensor."""
+    """The float names of a model's weights quantized with one scale for the whole tensor (a QDQ
+    DequantizeLinear of a constant, or a dynamic MatMulInteger's weight, with a one-value scale)."""
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(path, load_external_data=False).graph
-    sizes = {each.name: int(numpy_helper.to_array(each).size) for each in graph.initializer
-             if each.name.endswith("_scale")}
+    sizes = {each.name: int(numpy_helper.to_array(each).size) for each in graph.initializer}
+    found = set()
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in sizes and \
+                sizes.get(node.input[1]) == 1 and "bias" not in node.input[0]:
+            found.add(node.input[0])
+        if node.op_type in ("MatMulInteger", "ConvInteger") and node.input[1] in sizes and \
+                sizes.get(node.input[1].removesuffix("_quantized") + "_scale") == 1:
+            found.add(node.input[1])
+    return {name.removesuffix("_quantized").removesuffix("_Transposed") for name in found}
+
+
+def seven_bit(path: str) -> bool:
+    """Whether the candidate's INT8 weights all lie in [-64, 64]: quantized with
+    ``reduce_range=True``, which a remedy keeps (the same sums with and without VNNI)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    weights = [numpy_helper.to_array(each) for each in
+               onnx.load(path, load_external_data=False).graph.initializer
+               if each.data_type == onnx.TensorProto.INT8 and "bias" not in each.name]
+    return bool(weights) and all(np.abs(each.astype(np.int16)).max(initial=0) <= 64
+                                 for each in weights)
+
+
+def quantized_op_types(path: str) -> list[str]:
+    """The operator types a QDQ model quantized: nodes with a dequantized weight, or whose
+    inputs are all dequantized and whose output is quantized again (a pooling, a reshape)."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
     constant = {each.name for each in graph.initializer}
-    return {node.input[0].removesuffix("_quantized") for node in graph.node
-            if node.op_type == "DequantizeLinear" and node.input[0] in constant
-            and sizes.get(node.input[1]) == 1 and "bias" not in node.input[0]
-            and len(node.input[0]) > 0}
+    made = {name: node for node in graph.node for name in node.output}
+    read = {name for node in graph.node if node.op_type == "QuantizeLinear" for name in node.input}
+    found = set()
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        sources = [made.get(name) for name in node.input if name and name not in constant]
+        dequantized = [each is not None and each.op_type == "DequantizeLinear" for each in sources]
+        weights = any(each is not None and each.op_type == "DequantizeLinear"
+                      and each.input[0] in constant for each in map(made.get, node.input))
+        if weights or (dequantized and all(dequantized) and node.output[0] in read):
+            found.add(node.op_type)
+    return sorted(found)
+
+
+def _as_dynamic_names(reference: str, nodes: list[str]) -> list[str]:
+    """``quantize_dynamic`` turns each Gemm into a MatMul named ``<gemm>_MatMul`` (and an Add)
+    before it applies ``nodes_to_exclude``: a Gemm is excluded by that name."""
+    import onnx
+
+    gemms = {node.name for node in onnx.load(reference, load_external_data=False).graph.node
+             if node.op_type == "Gemm"}
+    return [f"{name}_MatMul" if name in gemms else name for name in nodes]
 
 
 def _dynamic(path: str) -> bool:
