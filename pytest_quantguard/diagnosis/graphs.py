@@ -32,7 +32,6 @@ PASS_THROUGH = (*QDQ_OPS, "Cast")
 SCALE_AND_BIAS = ("Mul", "Add")
 SUFFIXES = ("_DequantizeLinear_Output", "_QuantizeLinear_Output", "_QuantizeLinear_Input",
             "_quantized", "_output_quantized", "_MatMul")
-NODE_SUFFIXES = ("_quant", "_MatMul_Q2", "_MatMul_Q4", "_MatMul_Q8", "_MatMul")
 
 
 def quant_format(nodes: list[Any]) -> str | None:
@@ -86,13 +85,14 @@ class Graph:
         from onnx import numpy_helper
 
         producers, consumers = {}, {}
-        for node in model.graph.node:
+        nodes = list(model.graph.node)  # the same node objects in every index (layers.py keys by id)
+        for node in nodes:
             for name in node.output:
                 producers[name] = node
             for name in node.input:
                 consumers.setdefault(name, []).append(node)
         initializers = {each.name: numpy_helper.to_array(each) for each in model.graph.initializer}
-        return cls(list(model.graph.node), producers, consumers, initializers)
+        return cls(nodes, producers, consumers, initializers)
 
     def trace_input(self, name: str, known: set[str]) -> str | None:
         """The reference's name of an activation input: back through Q / DQ / cast producers."""
@@ -106,28 +106,67 @@ class Graph:
             name = node.input[0]
         return None
 
-    def trace_output(self, name: str, known: set[str]) -> tuple[str | None, str]:
-        """(the reference's name of a layer's output, the candidate tensor the next layers read):
-        forward through Q / DQ / cast nodes and the scale Mul or bias Add that weight-only and
-        dynamic formats put after a MatMul, to the reference's own name; else (QOperator's
-        integer outputs) the name without its quantizer suffix. Then on through a Q -> DQ pair."""
-        reached = name
+    def trace_output(self, name: str, known: set[str]) -> tuple[str | None, str, str]:
+        """(the reference's name of a layer's output, the candidate tensor holding it, the
+        QuantizeLinear the next layers read it through, or ""): forward through Q / DQ / cast
+        nodes and the scale Mul or bias Add that weight-only and dynamic formats put after a
+        MatMul, to the reference's own name; else (QOperator's integer outputs) the name without
+        its quantizer suffix. The output's own quantization is applied to the value where the
+        layer's output enters it (docs/diagnosis.md, "The measure")."""
+        path = [name]
         for _ in range(8):
-            following = self.consumers.get(reached, [])
-            if reached in known or len(following) != 1 or \
+            following = self.consumers.get(path[-1], [])
+            if path[-1] in known or len(following) != 1 or \
                     following[0].op_type not in (*PASS_THROUGH, *SCALE_AND_BIAS):
                 break
-            reached = following[0].output[0]
-        if reached in known:
-            reference = reached
-        else:
-            reference, reached = stripped(name, known), name
-        for _ in range(2):
-            following = self.consumers.get(reached, [])
-            if len(following) != 1 or following[0].op_type not in QDQ_OPS:
+            path.append(following[0].output[0])
+        if path[-1] not in known:
+            return stripped(name, known), name, ""
+        for tensor in path:
+            following = self.consumers.get(tensor, [])
+            if len(following) == 1 and following[0].op_type == "QuantizeLinear":
+                return path[-1], tensor, following[0].name
+        following = self.consumers.get(path[-1], [])
+        quantizer = following[0].name if len(following) == 1 and \
+            following[0].op_type == "QuantizeLinear" else ""
+        return path[-1], path[-1], quantizer
+
+    def fake_quantized(self, value: np.ndarray, quantizer: str) -> np.ndarray:
+        """``value`` through the QuantizeLinear named ``quantizer`` and back (its ReLU included:
+        the clip at the zero point)."""
+        node = next(each for each in self.nodes if each.name == quantizer)
+        scale, zero = self.tensor(node, 1, {}), self.tensor(node, 2, {})
+        if scale is None:
+            return value
+        zero = np.zeros((), np.uint8) if zero is None else zero
+        info = np.iinfo(zero.dtype)
+        levels = np.clip(np.round(value / scale) + zero.astype(np.float32), info.min, info.max)
+        return ((levels - zero.astype(np.float32)) * scale).astype(np.float32)
+
+    def entry(self, node: Any, index: int) -> tuple[str, Any, int]:
+        """Where a layer's activation input enters its quantized path: (the tensor, the node that
+        reads it, at which input), back through Q / DQ / cast nodes."""
+        name, reader = node.input[index], (node, index)
+        for _ in range(8):
+            producer = self.producers.get(name)
+            if producer is None or producer.op_type not in (*PASS_THROUGH, "DynamicQuantizeLinear"):
                 break
-            reached = following[0].output[0]
-        return reference, reached
+            name, reader = producer.input[0], (producer, 0)
+        return name, reader[0], reader[1]
+
+    def scale_of(self, name: str, values: Mapping[str, np.ndarray]) -> tuple[Any, Any]:
+        """(scale, zero point) of an integer tensor, from the node that produced it."""
+        node = self.producers.get(name)
+        if node is None:
+            return None, None
+        if node.op_type == "DynamicQuantizeLinear":
+            return values.get(node.output[1]), values.get(node.output[2])
+        if node.op_type in OUTPUT_SCALE:
+            at = OUTPUT_SCALE[node.op_type]
+            return self.tensor(node, at[0], values), self.tensor(node, at[1], values)
+        if node.op_type in MOVING and node.input:
+            return self.scale_of(node.input[0], values)
+        return None, None
 
     def float_value(self, name: str, values: Mapping[str, np.ndarray]) -> np.ndarray | None:
         """A tensor as the float numbers it stands for: integers dequantized with the scale and
@@ -135,31 +174,7 @@ class Graph:
         value = values.get(name, self.initializers.get(name))
         if value is None or np.issubdtype(value.dtype, np.floating):
             return None if value is None else value.astype(np.float32)
-        node = self.producers.get(name)
-        if node is None:
-            return None
-        if node.op_type == "DynamicQuantizeLinear":
-            scale, zero = (values.get(node.output[1]), values.get(node.output[2]))
-        elif node.op_type in OUTPUT_SCALE:
-            at = OUTPUT_SCALE[node.op_type]
-            scale, zero = (self.tensor(node, at[0], values), self.tensor(node, at[1], values))
-        elif node.op_type in ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"):
-            return self._like_input(node, value, values)
-        else:
-            return None
-        if scale is None:
-            return None
-        zero = np.zeros_like(scale) if zero is None else zero
-        return ((value.astype(np.float32) - zero.astype(np.float32)) * scale).astype(np.float32)
-
-    def _like_input(self, node: Any, value: np.ndarray, values: Mapping[str, np.ndarray]):
-        """An integer tensor a pooling / reshaping node passed through: its input's scale."""
-        source = node.input[0]
-        producer = self.producers.get(source)
-        if producer is None or producer.op_type not in OUTPUT_SCALE:
-            return None
-        at = OUTPUT_SCALE[producer.op_type]
-        scale, zero = self.tensor(producer, at[0], values), self.tensor(producer, at[1], values)
+        scale, zero = self.scale_of(name, values)
         if scale is None:
             return None
         zero = np.zeros_like(scale) if zero is None else zero

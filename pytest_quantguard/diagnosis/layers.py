@@ -13,7 +13,6 @@ five under ``details["diagnosis"]`` with the remedies (``remedies.py``) under
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -39,10 +38,16 @@ __all__ = ["MEASURE", "SAMPLES", "TOP", "attach_diagnosis", "diagnose", "wanted"
 SAMPLES = 64  # validation samples the diagnosis runs (seeded; docs/diagnosis.md, "What is run")
 CHUNK = 16  # samples per run: the sums are accumulated, so memory is a chunk's tensors
 TOP = 5
-MEASURE = ("local relative error: sqrt(max(0, e_out^2 - e_in^2)), where e^2 = the mean over "
-           "channels of ||candidate - reference||^2 / ||reference - its mean||^2 of a tensor on the same "
-           "samples, e_out of the layer's output (as the next layers read it) and e_in of its worst "
-           "input: the error the layer adds over its inputs, not the error accumulated upstream")
+# what quantizers append to a node's name: QOperator "_quant", dynamic "<gemm>_MatMul_quant",
+# MatMulNBits "_Q4", "<gemm>_MatMul_Q4"
+NODE_SUFFIXES = ("_MatMul_quant", "_quant", "_MatMul_Q2", "_MatMul_Q4", "_MatMul_Q8", "_Q2", "_Q4",
+                 "_Q8", "_MatMul")
+WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # QDQ ops whose input 1 is a weight
+MEASURE = ("local relative error: each quantized layer run on the reference's values of its "
+           "inputs (quantized as the candidate quantizes them), its output against the "
+           "reference's: sqrt of the mean over channels of ||candidate - reference||^2 / "
+           "||reference - its mean||^2, on the same samples; the error the layer itself adds, not "
+           "the error accumulated upstream")
 
 
 def wanted(mode: str, comparison: Comparison) -> bool:
@@ -109,17 +114,16 @@ def diagnose(reference: Runner, candidate: Runner, dataset: ValidationSet, *, se
     matched, not_matched = match_layers(reference_graph, candidate_graph, fmt)
     feed = sample(dataset, samples, seed)
     n = len(next(iter(feed.values())))
-    errors = tensor_errors(models, paths, candidate_graph, feed, matched)
+    errors = tensor_errors(models, candidate_graph, feed, matched)
     weights = weight_errors(paths, candidate_graph, reference_graph, fmt, matched)
     layers = []
     for layer in matched:
-        out = errors.get(layer["output"])
-        ins = [errors.get(pair) for pair in layer["inputs"]]
-        if out is None or None in ins:
-            not_matched.append(f"{layer['candidate_node']} ({layer['op_type']}): a tensor of different "
-                               "shape in the two models")
+        local = errors.get(layer["output"])
+        if local is None:
+            not_matched.append(f"{layer['candidate_node']} ({layer['op_type']}): its output "
+                               f"{layer['output'][1]!r} differs in shape from the reference's "
+                               f"{layer['output'][0]!r}")
             continue
-        local = math.sqrt(max(0.0, out ** 2 - max(ins, default=0.0) ** 2))
         weight, weight_error = weights.get(layer["candidate_node"], (None, None))
         layers.append({"node": layer["node"], "op_type": layer["op_type"],
                        "tensor": layer["output"][0], "local_error": round(local, 6),
@@ -148,11 +152,26 @@ def match_layers(reference: Graph, candidate: Graph, fmt: str) -> tuple[list[dic
             not_matched.append(f"{node.name or node.output[0]} ({node.op_type}): tensor {missing!r} "
                                "has no counterpart of the same name in the reference")
             continue
-        own = stripped(node.name, reference_nodes, ("_MatMul_quant", "_quant", "_MatMul_Q2", "_MatMul_Q4",
-                                                    "_MatMul_Q8", "_MatMul"))
+        own = stripped(node.name, reference_nodes, NODE_SUFFIXES)
+        output = (_past_activation(reference, candidate, output[0]), *output[1:])
+        anchors = [(reference_name, *candidate.entry(node, list(node.input).index(tensor)))
+                   for reference_name, tensor in inputs]
         matched.append({"candidate_node": node.name, "node": own or node.name,
-                        "op_type": node.op_type, "output": output, "inputs": inputs})
+                        "op_type": node.op_type, "output": output, "inputs": inputs,
+                        "anchors": anchors})
     return matched, not_matched
+
+
+def _past_activation(reference: Graph, candidate: Graph, name: str) -> str:
+    """The reference's ReLU output where the candidate folded that ReLU into its output's
+    quantization (a QOperator output whose range starts at 0 has no Relu node after it)."""
+    following = reference.consumers.get(name, [])
+    if len(following) == 1 and following[0].op_type in ("Relu", "Clip") and \
+            following[0].output[0] not in candidate.producers and \
+            not any(node.op_type == following[0].op_type and name in node.input
+                    for node in candidate.consumers.get(name, [])):
+        return following[0].output[0]
+    return name
 
 
 def _is_constant(graph: Graph, name: str) -> bool:
@@ -173,35 +192,81 @@ def sample(dataset: ValidationSet, samples: int, seed: int) -> dict[str, np.ndar
     return dict(next(iter(subset.batches(n))).inputs)
 
 
-def tensor_errors(models: list[Any], paths: list[str], candidate: Graph, feed: dict[str, np.ndarray],
-                  matched: list[dict]) -> dict[tuple[str, str], float | None]:
-    """The error e of every matched (reference name, candidate tensor) pair (``channel_error``),
-    its sums accumulated over chunks of the sample."""
-    pairs = {layer["output"] for layer in matched} | {pair for layer in matched
-                                                      for pair in layer["inputs"]}
-    sessions = [_session(model, path, names)
-                for model, path, names in zip(models, paths, ({name for name, _ in pairs}, None),
-                                              strict=True)]
-    sums: dict[tuple[str, str], list[Any]] = {pair: [0.0, 0.0, 0.0, 0] for pair in pairs}
-    shapes_differ: set[tuple[str, str]] = set()
+def tensor_errors(models: list[Any], candidate: Graph, feed: dict[str, np.ndarray],
+                  matched: list[dict], *, anchored: bool = True) -> dict[tuple, float | None]:
+    """The error e (``channel_error``) of every layer's output, keyed (reference name, candidate
+    tensor, its QuantizeLinear), the sums accumulated over chunks of the sample. ``anchored``:
+    each layer reads the reference's values of its inputs (quantized as the candidate quantizes
+    them), so e is the error the layer itself adds; else the candidate runs as it is (the
+    cumulative error)."""
+    pairs = {layer["output"] for layer in matched}
+    anchors = {(name, entry) for layer in matched for name, entry, _, _ in layer["anchors"]} \
+        if anchored else set()
+    wanted = {pair[0] for pair in pairs} | {name for name, _ in anchors}
+    sessions = [_session(models[0], wanted),
+                _session(anchored_model(models[1], candidate, matched) if anchored else models[1],
+                         None)]
+    sums: dict[tuple, list[Any]] = {pair: [0.0, 0.0, 0.0, 0] for pair in pairs}
+    shapes_differ: set[tuple] = set()
     n = len(next(iter(feed.values())))
     for start in range(0, n, CHUNK):
         chunk = {name: array[start:start + CHUNK] for name, array in feed.items()}
-        values = [_run(session, chunk) for session in sessions]
+        reference = _run(sessions[0], chunk)
+        extra = {ANCHOR + entry: _anchor(candidate, entry, reference[name])
+                 for name, entry in anchors}
+        values = _run(sessions[1], chunk, extra)
         for pair in pairs:
-            reference = values[0].get(pair[0])
-            candidate_value = candidate.float_value(pair[1], values[1])
-            if reference is None or candidate_value is None or \
-                    reference.shape != candidate_value.shape:
+            expected = reference.get(pair[0])
+            found = candidate.float_value(pair[1], values)
+            if found is not None and pair[2]:
+                found = candidate.fake_quantized(found, pair[2])
+            if expected is None or found is None or expected.shape != found.shape:
                 shapes_differ.add(pair)
                 continue
-            axes = _all_but_channel(reference.ndim)
-            reference = reference.astype(np.float64)
-            sums[pair][0] += np.square(candidate_value - reference).sum(axis=axes)
-            sums[pair][1] += np.square(reference).sum(axis=axes)
-            sums[pair][2] += reference.sum(axis=axes)
-            sums[pair][3] += reference.size // max(np.size(sums[pair][2]), 1)
+            axes = _all_but_channel(expected.ndim)
+            expected = expected.astype(np.float64)
+            sums[pair][0] += np.square(found - expected).sum(axis=axes)
+            sums[pair][1] += np.square(expected).sum(axis=axes)
+            sums[pair][2] += expected.sum(axis=axes)
+            sums[pair][3] += expected.size // max(np.size(sums[pair][2]), 1)
     return {pair: None if pair in shapes_differ else channel_error(*sums[pair]) for pair in pairs}
+
+
+ANCHOR = "quantguard_anchor/"
+
+
+def anchored_model(model: Any, graph: Graph, matched: list[dict]) -> Any:
+    """A copy of the candidate whose layers read their inputs from new graph inputs
+    (``quantguard_anchor/<tensor>``), fed with the reference's values."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    position = {id(node): index for index, node in enumerate(graph.nodes)}
+    added = set()
+    for layer in matched:
+        for _, entry, reader, index in layer["anchors"]:
+            copy.graph.node[position[id(reader)]].input[index] = ANCHOR + entry
+            if entry not in added:
+                added.add(entry)
+                elem = onnx.TensorProto.FLOAT
+                zero = graph.scale_of(entry, {})[1]
+                if entry not in graph.producers or zero is not None:
+                    elem = onnx.helper.np_dtype_to_tensor_dtype(zero.dtype) if zero is not None \
+                        else elem
+                copy.graph.input.append(onnx.helper.make_tensor_value_info(ANCHOR + entry, elem, None))
+    return copy
+
+
+def _anchor(graph: Graph, entry: str, value: np.ndarray) -> np.ndarray:
+    """The reference's value of a tensor, as the candidate holds it there: integers quantized
+    with the candidate's scale and zero point."""
+    scale, zero = graph.scale_of(entry, {})
+    if zero is None or np.issubdtype(zero.dtype, np.floating):
+        return value.astype(np.float32)
+    info = np.iinfo(zero.dtype)
+    levels = np.round(value / scale) + zero.astype(np.float64)
+    return np.clip(levels, info.min, info.max).astype(zero.dtype)
 
 
 def _all_but_channel(ndim: int) -> tuple[int, ...]:
@@ -221,10 +286,12 @@ def channel_error(noise: Any, squares: Any, total: Any, count: int) -> float:
     alive = signal > 1e-9 * max(float(signal.max()), np.finfo(np.float32).tiny)
     if not alive.any():
         return 0.0
-    return float(np.sqrt(np.mean(noise[alive] / signal[alive])))
+    # a channel nearly constant on the sample is measured against 1 % of the mean spread
+    floor = 0.01 * float(signal[alive].mean())
+    return float(np.sqrt(np.mean(noise[alive] / np.maximum(signal[alive], floor))))
 
 
-def _session(model: Any, path: str, names: set[str] | None) -> Any:
+def _session(model: Any, names: set[str] | None) -> Any:
     """An onnxruntime session on ``model`` that outputs ``names`` (None: every node output)."""
     import onnx
     import onnxruntime
@@ -244,10 +311,11 @@ def _session(model: Any, path: str, names: set[str] | None) -> Any:
                                         providers=["CPUExecutionProvider"])
 
 
-def _run(session: Any, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _run(session: Any, chunk: dict[str, np.ndarray],
+         extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     from pytest_quantguard.runners.onnx import ONNX_DTYPES
 
-    specs = session.get_inputs()
+    specs = [spec for spec in session.get_inputs() if not spec.name.startswith(ANCHOR)]
     if all(spec.name in chunk for spec in specs):
         pairs = [(spec, chunk[spec.name]) for spec in specs]
     else:
@@ -255,7 +323,7 @@ def _run(session: Any, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     feed = {spec.name: np.ascontiguousarray(array.astype(ONNX_DTYPES.get(spec.type, array.dtype)))
             for spec, array in pairs}
     names = [output.name for output in session.get_outputs()]
-    values = dict(zip(names, session.run(names, feed), strict=True))
+    values = dict(zip(names, session.run(names, {**feed, **(extra or {})}), strict=True))
     values.update(feed)  # a graph input read as a layer's input
     return values
 
@@ -272,7 +340,8 @@ def weight_errors(paths: list[str], candidate: Graph, reference: Graph, fmt: str
             node = next(each for each in candidate.nodes if each.name == layer["candidate_node"])
             for index, name in enumerate(node.input):
                 producer = candidate.producers.get(name)
-                if index == 2 or producer is None or producer.op_type != "DequantizeLinear":
+                if node.op_type not in WEIGHTED or index == 2 or producer is None or \
+                        producer.op_type != "DequantizeLinear":
                     continue
                 weight = float_weight_name(producer.input[0], matching)
                 if weight is not None:
@@ -288,10 +357,14 @@ def weight_errors(paths: list[str], candidate: Graph, reference: Graph, fmt: str
             continue
         weight = float_weight_name(dequantized[0], reference.initializers)
         if weight is not None:
-            original = reference.initializers[weight]
+            # both as the MatMul multiplies: MatMulNBits stores it [N, K]; a "_Transposed" weight
+            # is a Gemm's [out, in] turned into a MatMul's [in, out]
+            original, values = reference.initializers[weight], dequantized[1]
+            if node.op_type == "MatMulNBits":
+                values = values.T
             if "_Transposed" in dequantized[0] and original.ndim == 2:
-                original = original.T  # a Gemm's [out, in] weight, turned into a MatMul's
-            found[node.name] = (weight, _rounded(relative_error(original, dequantized[1])))
+                original = original.T
+            found[node.name] = (weight, _rounded(relative_error(original, values)))
     return found
 
 
