@@ -30,7 +30,7 @@ from torchao.quantization.qat import IntxFakeQuantizeConfig, QATConfig
 
 # model: your float torch.nn.Module; train_loader: (inputs, labels) batches of TRAINING data;
 # loss_fn: its training loss. Fake-quantizes the Linear layers (INT8 weights per channel,
-# INT8 activations per token) while it fine-tunes.
+# INT8 activations per row) while it fine-tunes.
 weights = IntxFakeQuantizeConfig(torch.int8, "per_channel")
 activations = IntxFakeQuantizeConfig(torch.int8, "per_token", is_symmetric=False)
 quantize_(model, QATConfig(activation_config=activations, weight_config=weights, step="prepare"))
@@ -41,7 +41,7 @@ for epoch in range(epochs):
         optimizer.zero_grad()
         loss_fn(model(inputs), labels).backward()
         optimizer.step()
-quantize_(model, QATConfig(activation_config=activations, weight_config=weights, step="convert"))
+quantize_(model, QATConfig(step="convert"))  # the fake quantizers out: plain Linear layers again
 model.eval()  # float weights that quantize well: export to ONNX and quantize as before
 '''
 
