@@ -16,6 +16,11 @@ held-out half as ``prod_val/``:
   batch (the gate pins the deployment's batch 1 for it);
 - ``prod_unlabeled/``: the ``prod_val`` images without labels (``task = "fidelity"``), for
   label-free gates (top-1 agreement of fp32 vs int8, cosine of the embeddings).
+- ``models/outlier_fp32.onnx`` / ``models/outlier_int8_per_tensor.onnx``: an MLP with BatchNorm
+  on the 64 pixels whose first layer has one channel drifted 40x (the same float function: the
+  BatchNorm folds it back), and its dynamic INT8 with one weight scale per tensor, as
+  ``quantize_dynamic`` makes it by default: the outlier channel takes the scale and the other
+  channels lose ~2 points (the per-channel remedy ships; docs/diagnosis.md).
 
 Diabetes: a small MLP regressor (standardisation of features and target built into the graph)
 trained on 60% of the 442 patients, ``models/diabetes_fp32.onnx``, its static QDQ INT8 version
