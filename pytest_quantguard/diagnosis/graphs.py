@@ -257,9 +257,11 @@ def relative_error(reference: np.ndarray, candidate: np.ndarray) -> float | None
             candidate = candidate.T
         else:
             return None
-    reference, candidate = reference.astype(np.float64), candidate.astype(np.float64)
-    norm = float(np.linalg.norm(reference))
-    return float(np.linalg.norm(candidate - reference)) / max(norm, np.finfo(np.float32).tiny)
+    reference = reference.astype(np.float32, copy=False)
+    difference = candidate.astype(np.float32, copy=False) - reference
+    norm = float(np.sqrt(np.square(reference).sum(dtype=np.float64)))
+    error = float(np.sqrt(np.square(difference).sum(dtype=np.float64)))
+    return error / max(norm, np.finfo(np.float32).tiny)
 
 
 def quiet_weight_matching(reference_path: str, candidate_path: str) -> dict[str, dict[str, np.ndarray]]:

@@ -35,7 +35,9 @@ from pytest_quantguard.settings import Execution
 
 __all__ = ["MEASURE", "SAMPLES", "TOP", "attach_diagnosis", "diagnose", "wanted"]
 
-SAMPLES = 64  # validation samples the diagnosis runs (seeded; docs/diagnosis.md, "What is run")
+# validation samples the diagnosis runs: a 32nd of the set, at least 16 and at most 64 (seeded;
+# docs/diagnosis.md, "What is run")
+SAMPLES, MIN_SAMPLES, SHARE = 64, 16, 32
 CHUNK = 16  # samples per run: the sums are accumulated, so memory is a chunk's tensors
 TOP = 5
 # what quantizers append to a node's name: QOperator "_quant", dynamic "<gemm>_MatMul_quant",
@@ -185,8 +187,9 @@ def _is_constant(graph: Graph, name: str) -> bool:
 
 
 def sample(dataset: ValidationSet, samples: int, seed: int) -> dict[str, np.ndarray]:
-    """At most ``samples`` samples of the set, drawn with ``seed``, in their order in the set."""
-    n = min(samples, dataset.n)
+    """At most ``samples`` samples of the set (fewer for a smaller set: a 32nd of it, at least
+    16), drawn with ``seed``, in their order in the set."""
+    n = min(samples, max(MIN_SAMPLES, dataset.n // SHARE), dataset.n)
     indices = np.sort(np.random.default_rng(seed).choice(dataset.n, size=n, replace=False))
     subset = dataset.subset(indices) if n < dataset.n else dataset
     return dict(next(iter(subset.batches(n))).inputs)
@@ -205,7 +208,7 @@ def tensor_errors(models: list[Any], candidate: Graph, feed: dict[str, np.ndarra
     wanted = {pair[0] for pair in pairs} | {name for name, _ in anchors}
     sessions = [_session(models[0], wanted),
                 _session(anchored_model(models[1], candidate, matched) if anchored else models[1],
-                         None)]
+                         {pair[1] for pair in pairs})]
     sums: dict[tuple, list[Any]] = {pair: [0.0, 0.0, 0.0, 0] for pair in pairs}
     shapes_differ: set[tuple] = set()
     n = len(next(iter(feed.values())))
@@ -224,10 +227,12 @@ def tensor_errors(models: list[Any], candidate: Graph, feed: dict[str, np.ndarra
                 shapes_differ.add(pair)
                 continue
             axes = _all_but_channel(expected.ndim)
-            expected = expected.astype(np.float64)
-            sums[pair][0] += np.square(found - expected).sum(axis=axes)
-            sums[pair][1] += np.square(expected).sum(axis=axes)
-            sums[pair][2] += expected.sum(axis=axes)
+            expected = expected.astype(np.float32, copy=False)
+            difference = found - expected
+            sums[pair][0] += np.square(difference).sum(axis=axes,
+                                                                                 dtype=np.float64)
+            sums[pair][1] += np.square(expected).sum(axis=axes, dtype=np.float64)
+            sums[pair][2] += expected.sum(axis=axes, dtype=np.float64)
             sums[pair][3] += expected.size // max(np.size(sums[pair][2]), 1)
     return {pair: None if pair in shapes_differ else channel_error(*sums[pair]) for pair in pairs}
 
@@ -292,7 +297,9 @@ def channel_error(noise: Any, squares: Any, total: Any, count: int) -> float:
 
 
 def _session(model: Any, names: set[str] | None) -> Any:
-    """An onnxruntime session on ``model`` that outputs ``names`` (None: every node output)."""
+    """An onnxruntime session on ``model`` that outputs ``names`` (None: every node output).
+    Optimized as usual: onnxruntime keeps every tensor asked for (docs/diagnosis.md, "What is
+    run")."""
     import onnx
     import onnxruntime
 
@@ -304,8 +311,6 @@ def _session(model: Any, names: set[str] | None) -> Any:
     for name in dict.fromkeys(wanted_names):
         augmented.graph.output.append(onnx.ValueInfoProto(name=name))
     options = onnxruntime.SessionOptions()
-    # the graph as written: fused kernels would hide the tensors (docs/diagnosis.md, "What is run")
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
     return onnxruntime.InferenceSession(augmented.SerializeToString(), options,
                                         providers=["CPUExecutionProvider"])

@@ -49,7 +49,7 @@ def diagnosed(mlp, candidate, **options):
 def test_the_planted_layer_is_named_first(mlp, candidate, fmt, op_type):
     diagnosis = diagnosed(mlp, candidate)
     assert diagnosis["format"] == fmt and diagnosis["skipped"] is None
-    assert diagnosis["samples"] == 64 and diagnosis["seed"] == 0
+    assert diagnosis["samples"] == 797 // 32 and diagnosis["seed"] == 0  # a 32nd of the set
     first = diagnosis["layers"][0]
     assert first["rank"] == 1 and first["op_type"] == op_type
     assert first["weight"] == f"fc{PLANTED}.weight", diagnosis["layers"]
