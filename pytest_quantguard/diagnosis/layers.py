@@ -85,7 +85,7 @@ def attach_diagnosis(comparison: Comparison, reference: Runner, candidate: Runne
 
 def empty(*, skipped: str | None = None, fmt: str = "", samples: int = 0, seed: int = 0,
           layers: list[dict] | None = None, not_matched: list[str] | None = None) -> dict[str, Any]:
-    """``details["diagnosis"]`` (docs/reports.md holds its schema)."""
+    """``details["diagnosis"]`` (docs/diagnosis.md, "When it runs", shows it)."""
     return {"measure": MEASURE, "format": fmt, "samples": samples, "seed": seed, "seconds": 0.0,
             "layers": layers or [], "not_matched": not_matched or [], "skipped": skipped}
 
