@@ -208,7 +208,7 @@ def tensor_errors(models: list[Any], candidate: Graph, feed: dict[str, np.ndarra
     wanted = {pair[0] for pair in pairs} | {name for name, _ in anchors}
     sessions = [_session(models[0], wanted),
                 _session(anchored_model(models[1], candidate, matched) if anchored else models[1],
-                         {pair[1] for pair in pairs})]
+                         {pair[1] for pair in pairs}, as_written=True)]
     sums: dict[tuple, list[Any]] = {pair: [0.0, 0.0, 0.0, 0] for pair in pairs}
     shapes_differ: set[tuple] = set()
     n = len(next(iter(feed.values())))
@@ -296,10 +296,12 @@ def channel_error(noise: Any, squares: Any, total: Any, count: int) -> float:
     return float(np.sqrt(np.mean(noise[alive] / np.maximum(signal[alive], floor))))
 
 
-def _session(model: Any, names: set[str] | None) -> Any:
+def _session(model: Any, names: set[str] | None, *, as_written: bool = False) -> Any:
     """An onnxruntime session on ``model`` that outputs ``names`` (None: every node output).
-    Optimized as usual: onnxruntime keeps every tensor asked for (docs/diagnosis.md, "What is
-    run")."""
+    ``as_written``: no graph optimization, so that a QDQ graph computes what it says (the
+    dequantized values in float, the same on every CPU) rather than the integer kernels a fusion
+    picks per CPU; otherwise optimized as usual: onnxruntime keeps every tensor asked for
+    (docs/diagnosis.md, "What is run")."""
     import onnx
     import onnxruntime
 
@@ -312,6 +314,8 @@ def _session(model: Any, names: set[str] | None) -> Any:
         augmented.graph.output.append(onnx.ValueInfoProto(name=name))
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    if as_written:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     return onnxruntime.InferenceSession(augmented.SerializeToString(), options,
                                         providers=["CPUExecutionProvider"])
 
