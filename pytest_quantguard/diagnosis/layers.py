@@ -69,6 +69,10 @@ def attach_diagnosis(comparison: Comparison, reference: Runner, candidate: Runne
     started = time.perf_counter()
     try:
         diagnosis = diagnose(reference, candidate, dataset, seed=execution.seed, risks=risks)
+    except ImportError as error:  # onnx is not a dependency of onnxruntime
+        diagnosis = empty(skipped=f"the per-layer diagnosis needs the {error.name or 'onnx'} "
+                                  f"package: pip install {error.name or 'onnx'}",
+                          seed=execution.seed)
     except Exception as error:  # never out of the hook: the comparison itself stands
         diagnosis = empty(skipped=f"the diagnosis failed: {type(error).__name__}: "
                                   f"{str(error).splitlines()[0] if str(error) else ''}".rstrip(": "),

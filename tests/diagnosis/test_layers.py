@@ -4,6 +4,7 @@ quantizers: QDQ, QOperator and MatMulNBits candidates, the local ranking, and th
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
@@ -161,3 +162,12 @@ def test_a_failing_diagnosis_is_skipped_never_raised(mlp):
     attached = layers.attach_diagnosis(comparison, make_runner(mlp["fp32"]), make_runner(mlp["qdq"]),
                                        wrong, make_execution(), [])
     assert attached.details["diagnosis"]["skipped"].startswith("the diagnosis failed: ")
+
+
+def test_without_onnx_the_diagnosis_says_what_to_install(mlp, monkeypatch):
+    comparison = comparison_of(mlp)
+    runners = [make_runner(mlp[name]) for name in ("fp32", "qdq")]
+    monkeypatch.setitem(sys.modules, "onnx", None)  # onnxruntime alone does not bring onnx
+    attached = layers.attach_diagnosis(comparison, *runners, mlp["data"], make_execution(), [])
+    assert attached.details["diagnosis"]["skipped"] == ("the per-layer diagnosis needs the onnx "
+                                                        "package: pip install onnx")

@@ -62,9 +62,10 @@ def test_make_models_rebuilds_a_pair_that_the_gate_separates(rebuilt):
     assert sorted(p.name for p in (rebuilt / "models").iterdir()) == [
         "diabetes_fp32.onnx", "diabetes_int8.onnx", "embed_fp32.onnx", "embed_int8.onnx",
         "fp32.onnx", "int2.onnx", "int8.onnx", "int8_dynamic.onnx", "outlier_fp32.onnx",
-        "outlier_int8_per_tensor.onnx"]
+        "outlier_int8_per_channel.onnx", "outlier_int8_per_tensor.onnx"]
     for name in ("fp32.onnx", "int8.onnx", "int2.onnx", "diabetes_fp32.onnx", "embed_int8.onnx",
-                 "int8_dynamic.onnx", "outlier_fp32.onnx", "outlier_int8_per_tensor.onnx"):
+                 "int8_dynamic.onnx", "outlier_fp32.onnx", "outlier_int8_per_tensor.onnx",
+                 "outlier_int8_per_channel.onnx"):
         assert (rebuilt / "models" / name).read_bytes() == (EXAMPLE / "models" / name).read_bytes()
     models, data = rebuilt / "models", rebuilt / "prod_val"
     good = compare(models / "fp32.onnx", models / "int8.onnx", data=data)

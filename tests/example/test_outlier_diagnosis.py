@@ -38,3 +38,5 @@ def test_the_outlier_is_named_first_and_the_proposed_remedy_ships(tmp_path):
     remedied = tmp_path / "outlier_int8_per_tensor_per_channel.onnx"
     after = compare(reference, remedied, data=data, batch_size=1)
     assert after.verdict == "ship", (after.drop, after.interval)
+    # the example's committed per-channel model is this call's output
+    assert remedied.read_bytes() == (MODELS / "outlier_int8_per_channel.onnx").read_bytes()
