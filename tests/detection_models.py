@@ -4,6 +4,7 @@ generated set written as .npz detection shards (docs/data.md, "Detection ground 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def write_detection_shards(folder: Path, labels: np.ndarray, bounds: list[int]) 
     """The padded labels as .npz shards (the flat layout), images ``bounds[k]:bounds[k+1]`` in
     shard k, inputs the image index; and a manifest with task = "detection"."""
     folder.mkdir(parents=True, exist_ok=True)
-    for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+    for k, (start, stop) in enumerate(itertools.pairwise(bounds)):
         part = labels[start:stop]
         real = part[..., 4] >= 0
         rows = part[real]
