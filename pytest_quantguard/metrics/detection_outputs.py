@@ -51,8 +51,9 @@ def merged_detections(outputs: Mapping[str, np.ndarray], where: str) -> np.ndarr
         raise QuantGuardError(
             f"{where}: a detection model returns one [batch, max_det, 6] output, or boxes, scores "
             f"and classes (and optionally a count) as separate outputs; got {shapes}. Name them "
-            "with 'box', 'score', 'class' (or 'label') and 'num' (or 'count'), or return them in "
-            "that order " '(docs/data.md, "Detection outputs")')
+            "with 'box', 'score', 'class' (or 'label') and 'num' (or 'count'), return them in "
+            "that order, or pick the [batch, max_det, 6] output with output= "
+            '(docs/data.md, "Detection outputs")')
     boxes = np.asarray(outputs[roles["boxes"]], dtype=np.float64)
     scores = np.asarray(outputs[roles["scores"]], dtype=np.float64)
     classes = np.asarray(outputs[roles["classes"]], dtype=np.float64)
