@@ -42,7 +42,7 @@ from pytest_quantguard.stats.sums import zero_discordance_halfwidth
 # Floats held at once by one chunk of resamples (rows x images, or x detections of a class).
 CHUNK_FLOATS = 2_000_000
 # The detection metrics' resamples: at most 2,000, whatever ``resamples`` asks (the interval is a
-# percentile bootstrap; 10,000 would cost about 18 pycocotools evaluations at 5,000 images;
+# percentile bootstrap; 10,000 would cost about 24 pycocotools evaluations at 5,000 images;
 # docs/metrics.md, "Detection")
 DETECTION_RESAMPLES = 2000
 
