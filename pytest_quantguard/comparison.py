@@ -45,7 +45,7 @@ __all__ = ["CORPUS_SAFE_FROM", "DISCORDANT_CAP", "SHOWN_SLICES", "Comparison", "
 def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = None,
             max_drop: float | None = None, qat_limit: float | None = None,
             relative: bool | None = None, confidence: float = default("confidence"),
-            gate: str = default("gate"), resamples: int = default("bootstrap"),
+            gate: str = default("gate"), resamples: int | None = None,
             seed: int = default("seed"), output: str | int | None = None,
             name: str | Sequence[str] | None = None, diagnose: str | None = None,
             **metric_options: Any) -> Comparison | tuple[Comparison, ...]:

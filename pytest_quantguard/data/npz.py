@@ -15,6 +15,7 @@ import numpy as np
 
 from pytest_quantguard.data.checks import (
     LANGUAGE_MODEL,
+    check_dtype,
     check_groups,
     check_label_header,
     check_labels,
@@ -32,6 +33,7 @@ from pytest_quantguard.data.detection import (
 from pytest_quantguard.data.npy import read_npy_header
 from pytest_quantguard.data.source import (
     DEFAULT_INPUT_NAME,
+    CHANGED,
     DEFAULT_LABEL_NAME,
     MANIFEST_NAME,
     FileDigest,
@@ -114,6 +116,8 @@ def _inspect_npz(file: Path, input_names: list[str], label_name: str, labels_req
         check_token_shapes({name: headers[name][0] for name in input_names}, label_shape, str(file))
     if group_name is not None:
         _check_per_sample_header(file, headers, group_name, n, "groups", "group", "id")
+    for name in input_names:  # (docs/data.md, "What is refused")
+        check_dtype(headers[name][1], str(file), f"input {name!r}")
     slice_kind = None
     if slice_name is not None:
         _check_per_sample_header(file, headers, slice_name, n, "slices", "slice", "label")
@@ -224,8 +228,7 @@ def _read_arrays(file: Path, names: list[str],
     """The named arrays of a shard, read whole (never unpickled); refused when the file changed
     since ``stamp`` (docs/data.md, "Digest")."""
     if stamp is not None and file_stamp(file) != stamp:
-        raise QuantGuardError(f"{file}: changed since the set was read and digested; do not "
-                              "rewrite validation data while a run uses it, and rerun")
+        raise QuantGuardError(f"{file}: {CHANGED}")
     try:
         with np.load(file, allow_pickle=False) as archive:
             return {name: archive[name] for name in names}

@@ -41,7 +41,7 @@ from pytest_quantguard.stats.sums import zero_discordance_halfwidth
 
 # Floats held at once by one chunk of resamples (rows x images, or x detections of a class).
 CHUNK_FLOATS = 2_000_000
-# The detection metrics' resamples: at most 2,000, whatever ``resamples`` asks (the interval is a
+# The detection metrics' default resamples, used unless the user sets resamples (the interval is a
 # percentile bootstrap; 10,000 would cost about 24 pycocotools evaluations at 5,000 images;
 # docs/metrics.md, "Detection")
 DETECTION_RESAMPLES = 2000
@@ -160,10 +160,10 @@ class DetectionScores(Scores):
         return counts[:, group]
 
     def resampled(self, context: Context, sizes: bool = False) -> dict[str, tuple]:
-        """Both models' figures (``_accumulated``) on ``context.resamples`` (at most
-        ``DETECTION_RESAMPLES``) paired resamples of images; a resample without any ground truth
-        has no mAP for either model and is drawn again."""
-        wanted = min(context.resamples, DETECTION_RESAMPLES)
+        """Both models' figures (``_accumulated``) on ``context.resamples`` paired resamples of
+        images when the user set it, else ``DETECTION_RESAMPLES``; a resample without any ground
+        truth has no mAP for either model and is drawn again."""
+        wanted = context.resamples if context.resamples_given else DETECTION_RESAMPLES
         largest = max([m.tp.shape[1] for m in (*self.matches[0], *self.matches[1])] + [self.n])
         chunk = max(1, min(wanted, CHUNK_FLOATS // largest))
         parts: list[dict[str, tuple]] = []

@@ -134,3 +134,19 @@ def test_a_torch_module_returning_a_tuple(drawn):
                        metric="map50", resamples=200)
     assert result.reference_score == pytest.approx(expected.reference_score, abs=1e-12)
     assert result.drop == pytest.approx(expected.drop, abs=1e-12)
+
+
+def test_detection_draws_its_own_default_resamples_unless_the_user_sets_them(drawn):
+    """2,000 resamples by default (not the suite-wide 10,000); a value the user gives, in either
+    direction, is used as given, and the record says the number drawn."""
+    data = _data(drawn)
+    from pytest_quantguard.metrics.detection import DETECTION_RESAMPLES
+
+    default = compare(_rows(drawn.reference), _rows(drawn.candidate), data=data, metric="map50")
+    assert default.resamples == DETECTION_RESAMPLES == 2000
+    more = compare(_rows(drawn.reference), _rows(drawn.candidate), data=data, metric="map50",
+                   resamples=3000)
+    fewer = compare(_rows(drawn.reference), _rows(drawn.candidate), data=data, metric="map50",
+                    resamples=300)
+    assert (more.resamples, fewer.resamples) == (3000, 300)
+    assert more.to_dict()["interval"]["resamples"] == 3000
