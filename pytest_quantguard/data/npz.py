@@ -32,8 +32,8 @@ from pytest_quantguard.data.detection import (
 )
 from pytest_quantguard.data.npy import read_npy_header
 from pytest_quantguard.data.source import (
-    DEFAULT_INPUT_NAME,
     CHANGED,
+    DEFAULT_INPUT_NAME,
     DEFAULT_LABEL_NAME,
     MANIFEST_NAME,
     FileDigest,
