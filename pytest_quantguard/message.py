@@ -237,7 +237,7 @@ def _diagnosis_lines(diagnosis: dict[str, Any]) -> list[str]:
     layers = diagnosis.get("layers") or []
     lines = [f"  diagnosis ({diagnosis.get('format', '?')}; local error = "
              f"{diagnosis.get('measure', '?')}; {diagnosis.get('samples', '?')} samples, seed "
-             f"{diagnosis.get('seed', '?')}, {diagnosis.get('seconds', 0.0):.1f} s): the layers "
+             f"{diagnosis.get('seed', '?')}): the layers "  # no wall time: a message is reproducible
              "that lose most on their own"]
     for layer in layers[:SHOWN_LAYERS]:
         weight = layer.get("weight")

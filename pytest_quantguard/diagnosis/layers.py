@@ -82,15 +82,17 @@ def attach_diagnosis(comparison: Comparison, reference: Runner, candidate: Runne
     except Exception as error:  # a remedy that cannot be written is left out, and said so
         remedies = [{"title": "no remedy could be written", "why": f"{type(error).__name__}: "
                      f"{error}", "code": ""}]
-    diagnosis["seconds"] = round(time.perf_counter() - started, 3)
     details = {**comparison.details, "diagnosis": diagnosis, "remedies": remedies}
-    return dataclasses.replace(comparison, details=details)
+    # its wall time differs from run to run: in runtime, with the inference times
+    runtime = {**comparison.runtime,
+               "diagnosis_seconds": round(time.perf_counter() - started, 3)}
+    return dataclasses.replace(comparison, details=details, runtime=runtime)
 
 
 def empty(*, skipped: str | None = None, fmt: str = "", samples: int = 0, seed: int = 0,
           layers: list[dict] | None = None, not_matched: list[str] | None = None) -> dict[str, Any]:
     """``details["diagnosis"]`` (docs/diagnosis.md, "When it runs", shows it)."""
-    return {"measure": MEASURE, "format": fmt, "samples": samples, "seed": seed, "seconds": 0.0,
+    return {"measure": MEASURE, "format": fmt, "samples": samples, "seed": seed,
             "layers": layers or [], "not_matched": not_matched or [], "skipped": skipped}
 
 

@@ -28,7 +28,6 @@ def test_the_outlier_is_named_first_and_the_proposed_remedy_ships(tmp_path):
     assert (first["node"], first["weight"], first["tensor"]) == ("/1/Gemm", "1.weight",
                                                                "/1/Gemm_output_0")
     assert first["local_error"] > 10 * second["local_error"]
-    assert diagnosis["seconds"] < 2
     titles = [remedy["title"] for remedy in diagnosed.details["remedies"]]
     assert titles[0] == "quantize the weights per channel"
     assert titles[-1] == "quantization-aware training (torchao)"  # the verdict is try-qat

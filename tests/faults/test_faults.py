@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -31,7 +32,14 @@ def test_int8_again(quant_compare):
 def _python(script: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300, **kwargs)
+                          capture_output=True, text=True, timeout=300,
+                          preexec_fn=sigint_as_default, **kwargs)
+
+
+def sigint_as_default() -> None:
+    """A run started in the background (``cmd &``) inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt: the child gets the default handling back, as in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_two_processes_writing_one_cache_key_leave_one_whole_entry(tmp_path):

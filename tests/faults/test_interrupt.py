@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_faults import GATE, REPO  # the example's two comparisons
+from test_faults import GATE, REPO, sigint_as_default  # the example's two comparisons
 
 # Where the signal comes from: the process group gets SIGINT (every xdist worker too), once.
 CONFTEST = """
@@ -78,7 +78,8 @@ def test_ctrl_c_during_a_gated_session_leaves_no_report_taken_as_whole(example, 
         [sys.executable, "-m", "pytest", "-p", "no:randomly", "--quant-data", "prod_val",
          "--quant-report", "gate.json", "--quant-markdown", "gate.md", "--quant-plot", "gate.png",
          *plugin_args], cwd=example, env=env, capture_output=True, text=True, timeout=300,
-        start_new_session=True)  # its own process group: the signal stays inside the run
+        # its own process group: the signal stays inside the run
+        start_new_session=True, preexec_fn=sigint_as_default)
     output = result.stdout + result.stderr
     # pytest's exit status; a Ctrl-C while pytest itself finishes the session ends Python on
     # KeyboardInterrupt, killed by SIGINT (130 in a shell)

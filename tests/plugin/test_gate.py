@@ -64,7 +64,9 @@ def test_summary_and_junit_are_complete_under_xdist_and_warnings_as_errors(pytes
     assert set(cases) == {"test_int8", "test_int2"}
     for name, verdict in [("test_int8", "ship"), ("test_int2", "stay-fp16")]:
         properties = {p.get("name"): p.get("value") for p in cases[name].iter("property")}
-        assert [key for key in properties] == [f"quant.{field}" for field in JUNIT_FIELDS]
+        diagnosed = ["diagnosed_layers"] if verdict != "ship" else []  # (docs/diagnosis.md)
+        assert [key for key in properties] == [f"quant.{field}" for field in
+                                              [*JUNIT_FIELDS, *diagnosed]]
         assert properties["quant.verdict"] == verdict
         assert properties["quant.metric"] == "accuracy" and properties["quant.n"] == "899"
         assert float(properties["quant.ci_low"]) < float(properties["quant.ci_high"])
