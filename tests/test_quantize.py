@@ -1,0 +1,157 @@
+"""``quantguard quantize``: candidates from onnxruntime's quantizers on the example's digits model,
+calibrated on the training half of scikit-learn's digits (docs/ladder.md, "quantguard quantize")."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_quantguard.cli import main
+from pytest_quantguard.data import ValidationSet
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "example_project" / "models" / "fp32.onnx"
+VAL = ROOT / "example_project" / "prod_val"
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
+    # the example's split (example_project/make_models.py): the held-out half is prod_val
+    return train_test_split(images, digits.target.astype(np.int64), test_size=0.5, random_state=0,
+                            stratify=digits.target)
+
+
+def _folder(path: Path, inputs: np.ndarray, labels: np.ndarray) -> Path:
+    path.mkdir(parents=True)
+    np.savez(path / "calibration.npz", inputs=inputs, labels=labels)
+    return path
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory) -> Path:
+    train, _, train_labels, _ = _digits()
+    return _folder(tmp_path_factory.mktemp("cal") / "cal", train[:256], train_labels[:256])
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_every_scheme_is_written_loads_and_runs(tmp_path, capsys, calibration):
+    import onnxruntime
+
+    status, out, err = _run(capsys, "quantize", MODEL, "--calibration", calibration, "--data", VAL,
+                            "--schemes", "fp16,int8-dynamic,int8-static,int8-static-per-channel,"
+                            "int4-weight-only", "-o", tmp_path / "out")
+    assert status == 0, err
+    assert "calibration overlap: 0 of 899 validation rows" in out
+    manifest = json.loads((tmp_path / "out" / "quantize.json").read_text())
+    cal = ValidationSet.from_folder(calibration)
+    assert manifest["calibration"] == {"digest": cal.digest, "n": 256, "path": cal.description}
+    assert manifest["overlap"] == {"count": 0, "validation_n": 899}
+    val = ValidationSet.from_folder(VAL)
+    inputs, labels = val.batches(899).__next__().inputs["inputs"], val.labels
+    reference = onnxruntime.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    expected = reference.run(None, {"input": inputs})[0].argmax(1)
+    ops = {}
+    for row in manifest["candidates"]:
+        path = tmp_path / "out" / row["file"]
+        assert row["size_bytes"] == path.stat().st_size
+        assert row["compression"] == pytest.approx(MODEL.stat().st_size / row["size_bytes"])
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        predicted = session.run(None, {session.get_inputs()[0].name: inputs})[0].argmax(1)
+        assert (predicted == expected).mean() > 0.95, row["scheme"]  # a working model, not noise
+        assert (predicted == labels).mean() > 0.9
+        import onnx
+        ops[row["scheme"]] = {node.op_type for node in onnx.load(str(path)).graph.node}
+        assert row["scheme"] in out
+    assert "MatMulNBits" in ops["int4-weight-only"]  # Gemm was rewritten so the INT4 applied
+    assert "DynamicQuantizeLinear" in ops["int8-dynamic"]
+    assert "QuantizeLinear" in ops["int8-static-per-channel"]
+    assert manifest["candidates"][0]["compression"] > 1.8  # fp16 halves the weights
+
+
+def test_calibrating_on_the_validation_set_is_refused(tmp_path, capsys):
+    status, _, err = _run(capsys, "quantize", MODEL, "--calibration", VAL, "--data", VAL,
+                          "--schemes", "int8-static", "-o", tmp_path / "out")
+    assert status == 3
+    assert "same data (equal digests)" in err and "--calibration" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("shared, refused", [(18, True), (4, False)])  # 2.0 % and 0.44 % of 899
+def test_overlapping_rows_are_counted_and_over_one_percent_refused(tmp_path, capsys, shared, refused):
+    train, held, train_labels, held_labels = _digits()
+    cal = _folder(tmp_path / "cal", np.concatenate([train[:200], held[:shared]]),
+                  np.concatenate([train_labels[:200], held_labels[:shared]]))
+    status, out, err = _run(capsys, "quantize", MODEL, "--calibration", cal, "--data", VAL,
+                            "--schemes", "int8-dynamic", "-o", tmp_path / "out")
+    share = f"{shared} of 899 validation rows ({100 * shared / 899:.2f}%)"
+    if refused:
+        assert status == 3
+        assert share in err and "over the 1% allowed" in err
+    else:
+        assert status == 0, err
+        assert f"calibration overlap: {share}" in out
+        manifest = json.loads((tmp_path / "out" / "quantize.json").read_text())
+        assert manifest["overlap"] == {"count": shared, "validation_n": 899}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--schemes", "int3"], "unknown scheme(s) int3"),
+    (["--schemes", "fp16,fp16"], "named twice"),
+])
+def test_bad_schemes_are_usage_errors(tmp_path, capsys, calibration, argv, message):
+    status, _, err = _run(capsys, "quantize", MODEL, "--calibration", calibration, *argv,
+                          "-o", tmp_path / "out")
+    assert status == 2
+    assert message in err and "--schemes" in err
+
+
+def test_a_missing_model_is_a_data_error(tmp_path, capsys, calibration):
+    status, _, err = _run(capsys, "quantize", tmp_path / "none.onnx", "--calibration", calibration,
+                          "-o", tmp_path / "out")
+    assert status == 3
+    assert "no such model file" in err
+
+
+def test_the_default_schemes_leave_int4_to_language_models():
+    from pytest_quantguard.cli_quantize import default_schemes
+
+    assert "int4-weight-only" not in default_schemes("classification")
+    assert "int4-weight-only" in default_schemes("language-model")
+
+
+_LOGGER = """
+import logging, sys
+root = logging.getLogger()
+before = (root.level, list(root.handlers))
+{action}
+print((root.level, list(root.handlers)) == before)
+"""
+
+
+def test_the_root_logger_is_left_as_it_was(tmp_path, calibration):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    guarded = ("from pytest_quantguard.data import ValidationSet\n"
+               "from pytest_quantguard.quantize import quantize_model\n"
+               f"quantize_model({str(MODEL)!r}, ValidationSet.from_folder({str(calibration)!r}), "
+               f"['int4-weight-only'], {str(tmp_path / 'out')!r})")
+    plain = "import onnxruntime.quantization.matmul_nbits_quantizer"
+    results = [subprocess.run([sys.executable, "-c", _LOGGER.format(action=action)], env=env,
+                              capture_output=True, text=True, check=True).stdout.split()[-1]
+               for action in (guarded, plain)]
+    # the plain import configures the root logger; quantize_model leaves it as it was
+    assert results == ["True", "False"]
