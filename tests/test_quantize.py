@@ -155,3 +155,67 @@ def test_the_root_logger_is_left_as_it_was(tmp_path, calibration):
                for action in (guarded, plain)]
     # the plain import configures the root logger; quantize_model leaves it as it was
     assert results == ["True", "False"]
+
+
+# --- quantguard ladder ------------------------------------------------------------------------
+
+def test_the_ladder_recommends_a_rung_on_the_digits_model_and_its_reports_agree(tmp_path, capsys,
+                                                                               calibration):
+    from xml.etree import ElementTree
+
+    from pytest_quantguard.stats.ladder import confidence_for
+
+    out = tmp_path / "ladder"
+    status, stdout, err = _run(capsys, "ladder", MODEL, "--calibration", calibration, "--data", VAL,
+                               "-o", out)
+    assert status == 0, err
+    summary = json.loads((out / "ladder.json").read_text())
+    assert summary["unjudged"] == ["fp16"]  # FP16 on a CPU runs as FP32: not judged here
+    assert "fp16: unjudged" in stdout
+    assert summary["levels"] == [["int8-dynamic", "int8-static", "int8-static-per-channel"]]
+    recommended = summary["recommendation"]
+    assert recommended is not None and f"recommendation: {recommended} (" in stdout
+    for rung in summary["rungs"]:
+        assert rung["alpha"] == pytest.approx(0.025 / 3)
+        record = json.loads((out / "reports" / f"{rung['scheme']}.json").read_text())["comparisons"][0]
+        # the rung's own report is at its adjusted confidence, and says what the ladder says
+        assert record["interval"]["confidence"] == pytest.approx(confidence_for(rung["alpha"]))
+        assert record["verdict"] == rung["verdict"]
+        assert rung["shipped"] == (record["verdict"] == "ship")
+        assert f"{rung['scheme']}: {record['verdict']}  accuracy" in stdout
+        suite = ElementTree.parse(out / "reports" / f"{rung['scheme']}.xml").getroot()
+        assert suite.get("failures") == ("0" if rung["shipped"] else "1")
+        markdown = (out / "reports" / f"{rung['scheme']}.md").read_text()
+        assert record["verdict"] in markdown
+        assert rung["ms_per_sample"] > 0 and rung["size_bytes"] > 0
+    best = next(r for r in summary["rungs"] if r["scheme"] == recommended)
+    assert best["shipped"]
+
+
+def test_a_ladder_where_nothing_ships_exits_1_and_leaves_later_levels_untested(tmp_path, capsys,
+                                                                               calibration):
+    out = tmp_path / "ladder"
+    status, stdout, err = _run(capsys, "ladder", MODEL, "--calibration", calibration, "--data", VAL,
+                               "--schemes", "int8-static,int4-weight-only", "--max-drop", "0.0001",
+                               "-o", out)
+    assert status == 1, err
+    summary = json.loads((out / "ladder.json").read_text())
+    int8, int4 = summary["rungs"]
+    assert (int8["tested"], int8["shipped"], int8["alpha"]) == (True, False, 0.025)
+    assert (int4["tested"], int4["verdict"]) == (False, "untested")
+    assert not (out / "reports" / "int4-weight-only.json").exists()
+    assert "recommendation: none ships" in stdout
+
+
+def test_a_ladder_of_fp16_alone_on_a_cpu_is_a_usage_error(tmp_path, capsys, calibration):
+    status, _, err = _run(capsys, "ladder", MODEL, "--calibration", calibration, "--data", VAL,
+                          "--schemes", "fp16", "-o", tmp_path / "out")
+    assert status == 2
+    assert "no rung can be judged here" in err
+
+
+def test_the_ladder_refuses_the_gates_data_as_calibration(tmp_path, capsys):
+    status, _, err = _run(capsys, "ladder", MODEL, "--calibration", VAL, "--data", VAL,
+                          "-o", tmp_path / "out")
+    assert status == 3
+    assert "equal digests" in err
