@@ -219,3 +219,55 @@ def test_the_ladder_refuses_the_gates_data_as_calibration(tmp_path, capsys):
                           "-o", tmp_path / "out")
     assert status == 3
     assert "equal digests" in err
+
+
+def _outlier_model(folder: Path) -> tuple[Path, Path, Path]:
+    """A digits MLP (scikit-learn) as ONNX Gemm -> Relu -> Gemm, plus one dead hidden unit whose
+    only weight -- on pixel (0, 0), which is 0 in every digit -- is 50x the largest weight: it never
+    changes an output, but it sets a per-tensor weight scale that rounds every other weight of the
+    layer to zero. Per-channel scales confine it to its own unit."""
+    import warnings
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+
+    digits = load_digits()
+    x, y = (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
+    assert not x[:, 0].any()
+    train, held, train_y, held_y = train_test_split(x, y, test_size=0.5, random_state=0, stratify=y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's ConvergenceWarning
+        mlp = MLPClassifier(hidden_layer_sizes=(64,), max_iter=150, random_state=0).fit(train, train_y)
+    (w1, w2), (b1, b2) = mlp.coefs_, mlp.intercepts_
+    dead = np.zeros((64, 1))
+    dead[0, 0] = 50 * np.abs(w1).max()
+    weights = {"w1": np.concatenate([w1, dead], 1), "b1": np.append(b1, 0.0),
+               "w2": np.concatenate([w2, np.zeros((1, 10))], 0), "b2": b2}
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["input", "w1", "b1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"])], "outlier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
+        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "model.onnx"))
+    return (folder / "model.onnx", _folder(folder / "cal", train[:300], train_y[:300]),
+            _folder(folder / "val", held, held_y))
+
+
+def test_an_outlier_weight_fails_per_tensor_int8_and_the_ladder_recommends_per_channel(tmp_path, capsys):
+    model, cal, val = _outlier_model(tmp_path)
+    status, stdout, err = _run(capsys, "ladder", model, "--calibration", cal, "--data", val,
+                               "--schemes", "int8-dynamic,int8-static,int8-static-per-channel",
+                               "--bootstrap", "2000", "-o", tmp_path / "out")
+    assert status == 0, err
+    summary = json.loads((tmp_path / "out" / "ladder.json").read_text())
+    verdicts = {rung["scheme"]: rung["verdict"] for rung in summary["rungs"]}
+    assert verdicts == {"int8-dynamic": "stay-fp16", "int8-static": "stay-fp16",
+                        "int8-static-per-channel": "ship"}
+    assert summary["recommendation"] == "int8-static-per-channel"
+    assert "recommendation: int8-static-per-channel (" in stdout
