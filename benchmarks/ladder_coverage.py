@@ -2,7 +2,7 @@
 
     python benchmarks/ladder_coverage.py                    # shapes 1-3-1 and 3-1, 10,000 sets
     python benchmarks/ladder_coverage.py --sets 20000 --shape 2-3-1
-    python benchmarks/ladder_coverage.py --statistic gate --sets 2000   # the full gate interval
+    python benchmarks/ladder_coverage.py --statistic gate --sets 2000 --scores independent
 
 Each cell sets every candidate either clearly fine or at the margin (at least one at the margin),
 with the schemes' scores correlated (one set, shared per-sample flips) and independent; the
@@ -30,9 +30,11 @@ def main() -> int:
     parser.add_argument("--sets", type=int, default=10_000)
     parser.add_argument("--shape", action="append", help="schemes per level, e.g. 1-3-1")
     parser.add_argument("--statistic", choices=("tango", "gate"), default="tango")
+    parser.add_argument("--scores", choices=("both", "correlated", "independent"), default="both")
     args = parser.parse_args()
     shapes = [tuple(int(v) for v in s.split("-")) for s in (args.shape or ["1-3-1", "3-1"])]
     print(f"`python benchmarks/ladder_coverage.py --sets {args.sets} --statistic {args.statistic} "
+          f"--scores {args.scores} "
           + " ".join(f"--shape {'-'.join(map(str, s))}" for s in shapes) + "`\n")
     print(machine_line())
     print()
@@ -40,7 +42,8 @@ def main() -> int:
     print("|---|" + "---:|" * len(RULES) + "---|")
     started, failed, worst = time.time(), 0, {rule: 0.0 for rule in RULES}
     for shape in shapes:
-        for correlated in (True, False):
+        for correlated in {"both": (True, False), "correlated": (True,),
+                           "independent": (False,)}[args.scores]:
             for cell in least_favourable_cells(shape, correlated):
                 result = simulate_ladder(cell, args.sets, statistic=args.statistic)
                 rate = result.false_ship["gatekeeping"]
