@@ -209,6 +209,9 @@ def _ladder(args: argparse.Namespace) -> int:
     for scheme in schemes:
         timing[scheme] = _validate(args, str(out / "candidates" / f"{scheme}.onnx"),
                                    out / "results" / scheme)
+    for stale in (out / "reports" / f"{scheme}.{ext}" for scheme in schemes
+                  for ext in ("json", "md", "xml")):
+        stale.unlink(missing_ok=True)  # an untested rung leaves no report of an earlier run
     verdicts: dict[str, dict[str, Any]] = {}
     result = gatekeep(levels, DEFAULT_ALPHA, _ships(args, out, verdicts))
     where = f"{platform.machine()} {platform.processor() or platform.system()}, {PROVIDERS[args.device]}"

@@ -195,6 +195,8 @@ def test_the_ladder_recommends_a_rung_on_the_digits_model_and_its_reports_agree(
 def test_a_ladder_where_nothing_ships_exits_1_and_leaves_later_levels_untested(tmp_path, capsys,
                                                                                calibration):
     out = tmp_path / "ladder"
+    (out / "reports").mkdir(parents=True)
+    (out / "reports" / "int4-weight-only.json").write_text("{}")  # an earlier run's
     status, stdout, err = _run(capsys, "ladder", MODEL, "--calibration", calibration, "--data", VAL,
                                "--schemes", "int8-static,int4-weight-only", "--max-drop", "0.0001",
                                "-o", out)
