@@ -256,3 +256,21 @@ def _print_ladder(summary: dict[str, Any]) -> None:
     else:
         print(f"recommendation: {best['scheme']} ({best['size_bytes']:,} bytes, "
               f"{best['compression']:.2f}x smaller, {best['ms_per_sample']:.3g} ms per sample)")
+
+
+def run_ladder(model: str | Path, *, calibration: str | Path, data: str | Path, out: str | Path,
+               **options: Any) -> dict[str, Any]:
+    """``quantguard ladder`` from Python (a test): the options as keywords (``schemes="..."``,
+    ``max_drop=0.01``, ``device="cpu"``); returns ``OUT/ladder.json`` (its ``recommendation`` is
+    None when nothing ships). A usage, data or model error raises QuantGuardError."""
+    from pytest_quantguard.cli import main
+    from pytest_quantguard.errors import QuantGuardError
+
+    argv = ["ladder", str(model), "--calibration", str(calibration), "--data", str(data),
+            "-o", str(out)]
+    for key, value in options.items():
+        argv += ["--" + key.replace("_", "-"), str(value)]
+    status = main(argv)
+    if status not in (0, 1):
+        raise QuantGuardError(f"quantguard ladder {model}: exit {status} (its error is above)")
+    return json.loads((Path(out) / LADDER_FILE).read_text())

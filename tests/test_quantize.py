@@ -273,3 +273,15 @@ def test_an_outlier_weight_fails_per_tensor_int8_and_the_ladder_recommends_per_c
                         "int8-static-per-channel": "ship"}
     assert summary["recommendation"] == "int8-static-per-channel"
     assert "recommendation: int8-static-per-channel (" in stdout
+
+
+def test_run_ladder_is_the_command_from_a_test(tmp_path, calibration):
+    from pytest_quantguard.cli_quantize import run_ladder
+    from pytest_quantguard.errors import QuantGuardError
+
+    summary = run_ladder(MODEL, calibration=calibration, data=VAL, out=tmp_path / "out",
+                         schemes="int8-static", bootstrap=2000)
+    assert summary["recommendation"] == "int8-static"
+    assert summary["rungs"][0]["confidence"] == pytest.approx(0.95)
+    with pytest.raises(QuantGuardError, match="exit 3"):
+        run_ladder(MODEL, calibration=VAL, data=VAL, out=tmp_path / "again")
