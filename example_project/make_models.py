@@ -16,6 +16,12 @@ held-out half as ``prod_val/``:
   batch (the gate pins the deployment's batch 1 for it);
 - ``prod_unlabeled/``: the ``prod_val`` images without labels (``task = "fidelity"``), for
   label-free gates (top-1 agreement of fp32 vs int8, cosine of the embeddings).
+- ``models/outlier_fp32.onnx`` / ``models/outlier_int8_per_tensor.onnx``: an MLP with BatchNorm
+  on the 64 pixels whose first layer has one channel drifted 40x (the same float function: the
+  BatchNorm folds it back), and its dynamic INT8 with one weight scale per tensor, as
+  ``quantize_dynamic`` makes it by default: the outlier channel takes the scale and the other
+  channels lose ~2 points; ``models/outlier_int8_per_channel.onnx``, the per-channel remedy the
+  diagnosis proposes, applied, ships (docs/diagnosis.md).
 
 Diabetes: a small MLP regressor (standardisation of features and target built into the graph)
 trained on 60% of the 442 patients, ``models/diabetes_fp32.onnx``, its static QDQ INT8 version
@@ -42,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 SEED = 0
 CALIBRATION_IMAGES = 512
 DIABETES_HELD_OUT = 0.4  # 177 of the 442 patients
+OUTLIER_CHANNEL, OUTLIER_SCALE = 0, 40.0  # the drifted channel of outlier_fp32.onnx, and by how much
 
 
 def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -78,6 +85,46 @@ def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 40):
             nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
             optimizer.step()
     return model.eval()
+
+
+def train_bn_mlp(images: np.ndarray, labels: np.ndarray, epochs: int = 30):
+    """An MLP on the 64 pixels with BatchNorm after its first layer (Flatten, Linear, BatchNorm1d,
+    ReLU, Linear), trained as ``train_cnn``; then one channel drifted (below)."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(1)
+    torch.manual_seed(SEED)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(),
+                          nn.Linear(64, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+    generator = torch.Generator().manual_seed(SEED)
+    model.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(64):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+    return drift_channel(model.eval(), OUTLIER_CHANNEL, OUTLIER_SCALE)
+
+
+def drift_channel(model, channel: int, scale: float):
+    """BatchNorm makes the rows of the Linear before it scale-free: a row times s, with its
+    running mean times s and its running variance times s^2, computes exactly the same function,
+    so nothing in training holds the rows' sizes together (without weight decay they drift
+    apart). Here one row has drifted by ``scale``: the float model is unchanged, but the weight
+    tensor now holds an outlier channel, and per-tensor INT8 (one scale for the tensor) spends its
+    levels on it and crushes the other 63 channels."""
+    import torch
+
+    linear, norm = model[1], model[2]
+    with torch.no_grad():
+        linear.weight[channel] *= scale
+        linear.bias[channel] *= scale
+        norm.running_mean[channel] *= scale
+        norm.running_var[channel] *= scale * scale
+    return model
 
 
 def load_diabetes_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -257,6 +304,27 @@ def build_digits(out: Path, workdir: Path) -> None:
     print(f"digits: wrote {models}, prod_val/ and prod_unlabeled/ ({len(val_y)} held-out images)")
 
 
+def build_outlier(out: Path, workdir: Path) -> None:
+    """The BatchNorm MLP with a drifted channel (``outlier_fp32.onnx``), its dynamic INT8 as
+    ``quantize_dynamic`` makes it by default, one weight scale per tensor
+    (``outlier_int8_per_tensor.onnx``; as ``quantize_dynamic_int8``), and the per-channel remedy
+    the diagnosis proposes, applied (``outlier_int8_per_channel.onnx``: the same call with
+    ``per_channel=True``)."""
+    models = out / "models"
+    train_x, _, train_y, _ = load_split()
+    model = train_bn_mlp(train_x, train_y)
+    export_onnx(model, models / "outlier_fp32.onnx")
+    quantize_dynamic_int8(models / "outlier_fp32.onnx", models / "outlier_int8_per_tensor.onnx",
+                          workdir)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # the remedy the diagnosis prints for the per-tensor model, as printed
+    quantize_dynamic(str(models / "outlier_fp32.onnx"), str(models / "outlier_int8_per_channel.onnx"),
+                     weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+    print(f"outlier: wrote {models}/outlier_fp32.onnx, outlier_int8_per_tensor.onnx and "
+          "outlier_int8_per_channel.onnx")
+
+
 def build_diabetes(out: Path, workdir: Path) -> None:
     """The diabetes regressor (fp32 and static QDQ INT8 of its two Gemms) and prod_val_diabetes/."""
     models = out / "models"
@@ -322,6 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         build_digits(args.out, Path(tmp))
         build_diabetes(args.out, Path(tmp))
+        build_outlier(args.out, Path(tmp))
     summarize(args.out)
 
 

@@ -140,6 +140,7 @@ def _run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     shapes = first_sample_shapes(dataset)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / INPUTS_FILE).unlink(missing_ok=True)  # written last: without it, the export is unfinished
     files = {name: output_file(name) for name in shapes}
     arrays = {name: np.lib.format.open_memmap(out / files[name], mode="w+", dtype=dtype,
                                               shape=(dataset.n, *shape))

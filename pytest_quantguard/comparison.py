@@ -15,10 +15,11 @@ from typing import Any
 from pytest_quantguard.batching import Batch, choose_batch, first_sample_shapes, requested_batch
 from pytest_quantguard.cache import ReferenceCache
 from pytest_quantguard.data import ValidationSet, as_validation_set
+from pytest_quantguard.diagnosis.risks import risk_notes
 from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 from pytest_quantguard.inference import Inferred, infer, stratified_subset
 from pytest_quantguard.judging import DISCORDANT_CAP, Plan, Subject, judge, plans
-from pytest_quantguard.message import SHOWN_SLICES, suspicious_gain_text
+from pytest_quantguard.message import SHOWN_SLICES, suspicious_gain_text, with_findings
 from pytest_quantguard.metrics.custom import CORPUS_SAFE_FROM
 from pytest_quantguard.record import Comparison, Interval
 from pytest_quantguard.runners import Runner, make_runner
@@ -32,7 +33,10 @@ from pytest_quantguard.settings import (
     resolve_tolerance,
 )
 from pytest_quantguard.stats.families import MIN_GROUPS
+from pytest_quantguard.verdict import Verdict
 
+# Runner notes that the risk notes say instead (docs/risks.md, "The notes"): FP16 on the CPU and
+# dynamic quantization (a torch runner still notes the latter itself).
 __all__ = ["CORPUS_SAFE_FROM", "DISCORDANT_CAP", "SHOWN_SLICES", "Comparison", "Interval", "compare", "run",
            "stratified_subset", "suspicious_gain_text"]
 
@@ -42,7 +46,7 @@ def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = N
             relative: bool | None = None, confidence: float = default("confidence"),
             gate: str = default("gate"), resamples: int = default("bootstrap"),
             seed: int = default("seed"), output: str | int | None = None,
-            name: str | Sequence[str] | None = None,
+            name: str | Sequence[str] | None = None, diagnose: str | None = None,
             **metric_options: Any) -> Comparison | tuple[Comparison, ...]:
     """Run both models on ``data``, measure the drop with a paired interval, and give the verdict.
 
@@ -67,6 +71,9 @@ def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = N
       warns (QuantGuardWarning);
     - metric options such as ``k=5`` (``metric="top_k"``) or ``pooling="mean"`` (cosine).
 
+    ``diagnose``: ``"on-failure"`` (the default), ``"always"`` or ``"never"``: when the per-layer
+    diagnosis runs (docs/risks.md).
+
     Limits are fractions in the metric's units (0.01 = 1 point of accuracy; 1 % relative); one
     that cannot be meant (>= 1 on a [0, 1] score) is a QuantGuardError.
     """
@@ -75,8 +82,9 @@ def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = N
                  confidence=confidence, gate=gate, output=output)
     given.update({key: options.pop(key) for key in TOLERANCE_KEYS if key in options})
     tolerance = resolve_tolerance(None, ("call", check_layer(given)))
-    comparison = run(reference, candidate, data, tolerance,
-                     make_execution(resamples=resamples, seed=seed), name=name,
+    execution = make_execution(resamples=resamples, seed=seed,
+                               **({"diagnose": diagnose} if diagnose is not None else {}))
+    comparison = run(reference, candidate, data, tolerance, execution, name=name,
                      metric_options=options)
     found = comparison if isinstance(comparison, tuple) else (comparison,)
     for each in (each for one in found for each in one.all()):
@@ -128,10 +136,45 @@ def run(reference: Any, candidate: Any, data: Any, tolerance: Tolerance, executi
     inferred = [dataclasses.replace(each, batch=_own_batch(batch, role))
                 for each, role in zip(inferred, roles, strict=True)]
     _warn_about_the_set(dataset)
-    found = tuple(_judged(planned, subject, tolerance, execution, each, own, _own_id(
-        comparison_id, own) if several else comparison_id)
+    found = tuple(_findings(_judged(planned, subject, tolerance, execution, each, own, _own_id(
+        comparison_id, own) if several else comparison_id), subject, execution, each.batch)
         for subject, each, own in zip(subjects, inferred, names, strict=True))
     return found if several else found[0]
+
+
+def _findings(comparison: Comparison, subject: Subject, execution: Execution,
+              batch: dict[str, Any]) -> Comparison:
+    """The risk notes of both models, the per-layer diagnosis and its remedies (docs/risks.md,
+    "Where the notes appear"): in every comparison's ``details``; in the message only when the
+    comparison did not ship."""
+    dataset = subject.dataset
+    risks = risk_notes(subject.reference, subject.candidate, task=dataset.task or "",
+                       metric_task=comparison.details.get("task", ""), batch=batch)
+    comparison = _with_details(comparison, {"risks": risks})
+    try:
+        from pytest_quantguard.diagnosis.layers import attach_diagnosis
+    except ImportError:  # the diagnosis is optional while it is being built
+        attach_diagnosis = None
+    if attach_diagnosis is not None:
+        comparison = attach_diagnosis(comparison, subject.reference, subject.candidate, dataset,
+                                      execution, risks)
+    found = {key: comparison.details[key] for key in ("diagnosis", "remedies")
+             if key in comparison.details}
+    members = tuple(_told(_with_details(each, {"risks": risks, **found}))
+                    for each in comparison.metrics)
+    return dataclasses.replace(_told(comparison), metrics=members)
+
+
+def _with_details(comparison: Comparison, extra: dict[str, Any]) -> Comparison:
+    return dataclasses.replace(comparison, details={**comparison.details, **extra})
+
+
+def _told(comparison: Comparison) -> Comparison:
+    """A comparison that did not ship says its risks, diagnosis and remedies in its message."""
+    if comparison.verdict == Verdict.SHIP:
+        return comparison
+    return dataclasses.replace(comparison, message=with_findings(comparison.message,
+                                                                 comparison.details))
 
 
 def _own_batch(batch: Batch, role: str) -> dict[str, Any]:
@@ -192,8 +235,9 @@ def _judged(planned: list[Plan], subject: Subject, tolerance: Tolerance, executi
 
 
 def _subject(dataset: ValidationSet, full_n: int, reference: Runner, candidate: Runner) -> Subject:
-    """Both models and the set, with what the verdict does not cover: per model (e.g. FP16
-    arithmetic run in FP32 on the CPU), and a --quant-max-samples subset."""
+    """Both models and the set, with what the verdict does not cover: a runner's own notes (a
+    user's runner may carry some; the built-in cautions are risk notes, docs/risks.md), and a
+    --quant-max-samples subset."""
     notes = [f"{role} {runner.description}: {note}"
              for role, runner in (("reference", reference), ("candidate", candidate))
              for note in getattr(runner, "notes", ())]

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from pytest_quantguard.settings import Execution, Tolerance
 
 SHOWN_SLICES = 3  # rows of "which classes / slices lost most" in a message
+SHOWN_LAYERS = 5  # diagnosed layers in a message (docs/risks.md, "Where the notes appear")
+SHORT_CODE = 6  # a remedy's code of at most this many lines is shown in the message itself
 ANALYTIC = ("linearized", "linearized-cluster", "wilson")  # interval methods without resamples
 WHAT = {"absolute": "drop", "relative": "relative drop", "error-increase": "error-rate increase"}
 
@@ -67,7 +69,7 @@ def message(judgement: Judgement) -> str:
     failed = [check for check in j.checks if not check["passed"]]
     lines = [
         f"quantguard verdict: {j.verdict}"
-        + (" (but a check of the reference FAILED: the gate fails)" if failed else "")
+        + (" (but a check FAILED: the gate fails)" if failed else "")
         + f" (candidate {j.subject.candidate.description} vs "
         f"reference {j.subject.reference.description} on {dataset.description}, n={dataset.n}"
         + (f", {dataset.n_groups} groups" if dataset.n_groups else "") + ")",
@@ -162,7 +164,12 @@ def _method_lines(method: str, groups: int | None) -> list[str]:
 def remedy(j: Judgement) -> str:
     """What to do: for an inconclusive verdict, how many samples would resolve it (or why more
     data will not help); else the verdict's standing remedy."""
-    if any(not check["passed"] for check in j.checks):
+    failed = [check["check"] for check in j.checks if not check["passed"]]
+    if failed and set(failed) == {"misaligned"}:
+        return ("fix the candidate's results first (the failed check above): write each row beside "
+                "its sample's id, or key the rows by input hashes; until they are aligned, no "
+                "verdict about the quantization holds")
+    if failed:
         return ("fix the data or the reference first (the failed check above): until the "
                 "reference is right on these labels, no verdict about the quantization holds")
     if j.verdict != Verdict.INCONCLUSIVE:
@@ -189,3 +196,58 @@ def suspicious_gain_text(comparison: Comparison) -> str:
             f"interval [{low:+.4g}, {high:+.4g}] below -max_drop {-comparison.max_drop:+.4g}); a "
             "quantized model rarely beats its reference: this usually means mismatched "
             "preprocessing between the two models (input scaling, layout, tokenizer, label order)")
+
+
+def with_findings(text: str, details: dict[str, Any]) -> str:
+    """``text`` (a message) with ``findings_lines`` before its rule, so that it still ends with
+    the remedy."""
+    lines = text.split("\n")
+    found = findings_lines(details)
+    at = max((index for index, line in enumerate(lines) if line.startswith("  rule: ")),
+             default=len(lines))
+    return "\n".join([*lines[:at], *found, *lines[at:]])
+
+
+def findings_lines(details: dict[str, Any]) -> list[str]:
+    """What a comparison that did not ship adds to its message: the risk notes, the top diagnosed
+    layers and the remedies (docs/risks.md, "Where the notes appear")."""
+    lines = []
+    risks = details.get("risks") or []
+    if risks:
+        lines.append("  risk notes (docs/risks.md):")
+        lines += [f"    - {risk['kind']} ({risk['model']}): {risk['text']}" for risk in risks]
+    diagnosis = details.get("diagnosis")
+    if diagnosis:
+        lines += _diagnosis_lines(diagnosis)
+    remedies = details.get("remedies") or []
+    if remedies:
+        lines.append("  remedies (their code: \"remedies\" in the JSON and Markdown reports):")
+        for each in remedies:
+            lines.append(f"    - {each['title']}: {each['why']}")
+            code = each.get("code", "").strip("\n").splitlines()
+            if code and len(code) <= SHORT_CODE:
+                lines += [f"        {line}" for line in code]
+    return lines
+
+
+def _diagnosis_lines(diagnosis: dict[str, Any]) -> list[str]:
+    """The diagnosis's top layers, one line each (or why none ran)."""
+    if diagnosis.get("skipped"):
+        return [f"  diagnosis: not run ({diagnosis['skipped']})"]
+    layers = diagnosis.get("layers") or []
+    lines = [f"  diagnosis ({diagnosis.get('format', '?')}; local error = "
+             f"{diagnosis.get('measure', '?')}; {diagnosis.get('samples', '?')} samples, seed "
+             f"{diagnosis.get('seed', '?')}, {diagnosis.get('seconds', 0.0):.1f} s): the layers "
+             "that lose most on their own"]
+    for layer in layers[:SHOWN_LAYERS]:
+        weight = layer.get("weight")
+        error = layer.get("weight_error")
+        shown_weight = "-" if weight is None else weight + (
+            "" if error is None else f" (weight error {error:.3g})")
+        risks = ", ".join(layer.get("risks") or []) or "-"
+        lines.append(f"    {layer['rank']}. {layer['node']} ({layer['op_type']}) local error "
+                     f"{layer['local_error']:.4g}, weight {shown_weight}, risks: {risks}")
+    if diagnosis.get("not_matched"):
+        lines.append(f"    ({len(diagnosis['not_matched'])} layer(s) not matched between the "
+                     "models: see the JSON report)")
+    return lines

@@ -24,11 +24,16 @@ import numpy as np
 
 from pytest_quantguard._files import hash_file, shown, write_atomically
 from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
+from pytest_quantguard.results_files import (
+    FORMAT,
+    IDS_FILE,
+    RESULTS_FILE,
+    VERSION,
+    load_array,
+    read_document,
+    sample_ids,
+)
 
-FORMAT = "quantguard-results"
-VERSION = 1
-RESULTS_FILE = "results.json"
-IDS_FILE = "ids.npy"
 HASHES_FILE = "input_hashes.npy"  # in a results folder
 EXPORTED_HASHES = "hashes.npy"  # beside ids.npy in an export-inputs folder
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -160,7 +165,7 @@ class Outputs:
         if path.is_file() and path.suffix.lower() == ".npy":
             self.bare = True
             self.document: dict[str, Any] = {}
-            self.arrays = {path.stem: _load(path)}
+            self.arrays = {path.stem: load_array(path)}
             self.ids: np.ndarray | None = None
             self.hashes: np.ndarray | None = None
             self.top_k: dict[str, dict[str, Any]] = {}
@@ -168,7 +173,7 @@ class Outputs:
             files = [path]
         elif path.is_dir() and (path / RESULTS_FILE).is_file():
             self.bare = False
-            self.document = _read_document(path / RESULTS_FILE)
+            self.document = read_document(path / RESULTS_FILE)
             self.arrays, files = self._read_outputs(path)
             self.ids, self.hashes = self._read_keys(path, files)
             self.top_k = self._read_top_k(path, files)
@@ -206,16 +211,21 @@ class Outputs:
                                   "output names (or of {\"name\", \"file\"} objects)")
         arrays, files = {}, []
         for entry in entries:
-            name = entry if isinstance(entry, str) else (entry or {}).get("name")
-            if not isinstance(name, str) or not name:
-                raise QuantGuardError(f"{folder / RESULTS_FILE}: 'outputs' entry {entry!r} has no "
-                                      "name")
-            file = folder / (entry.get("file") if isinstance(entry, dict) and entry.get("file")
-                             else output_file(name))
+            name = entry if isinstance(entry, str) else (
+                entry.get("name") if isinstance(entry, dict) else None)
+            given = entry.get("file") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or not name or not isinstance(given, str | None):
+                raise QuantGuardError(f"{folder / RESULTS_FILE}: 'outputs' entry {entry!r} is "
+                                      "neither a name nor a {\"name\": ..., \"file\": ...} object "
+                                      "of strings")
+            if name in arrays:
+                raise QuantGuardError(f"{folder / RESULTS_FILE}: output {name!r} is listed twice "
+                                      "in 'outputs'")
+            file = folder / (given or output_file(name))
             if file.parent.resolve() != folder.resolve():
                 raise QuantGuardError(f"{folder / RESULTS_FILE}: output {name!r} names the file "
                                       f"{file.name!r} outside the results folder")
-            arrays[name] = _load(file)
+            arrays[name] = load_array(file)
             files.append(file)
         return arrays, files
 
@@ -224,7 +234,7 @@ class Outputs:
         """``ids.npy`` and/or ``input_hashes.npy``: at least one names each row's sample."""
         ids = hashes = None
         if (folder / HASHES_FILE).is_file():
-            hashes = np.asarray(_load(folder / HASHES_FILE))
+            hashes = np.asarray(load_array(folder / HASHES_FILE))
             files.append(folder / HASHES_FILE)
             if hashes.dtype != np.uint8 or hashes.ndim != 2 or hashes.shape[1] != 32:
                 raise QuantGuardError(f"{folder / HASHES_FILE}: dtype {hashes.dtype}, shape "
@@ -232,7 +242,7 @@ class Outputs:
                                       "(n, 32), one SHA-256 digest per row (see "
                                       "docs/results.md on input hashes)")
         if hashes is None or (folder / IDS_FILE).is_file():
-            ids = _load(folder / IDS_FILE).astype(np.int64, copy=False)
+            ids = sample_ids(folder / IDS_FILE)
             files.append(folder / IDS_FILE)
         return ids, hashes
 
@@ -251,7 +261,7 @@ class Outputs:
                 file = folder / entry[key]
                 if file.parent.resolve() != folder.resolve():
                     raise QuantGuardError(f"{where}: {key} names a file outside the folder")
-                arrays[key] = _load(file)
+                arrays[key] = load_array(file)
                 files.append(file)
             k, (values, ids, scored) = entry["k"], arrays.values()
             if values.shape != ids.shape or values.ndim != 3 or values.shape[2] != k or \
@@ -277,8 +287,7 @@ class Outputs:
         if stated is not None and stated != len(keyed):
             raise QuantGuardError(f"{folder / RESULTS_FILE}: n is {stated} but {file} holds "
                                   f"{len(keyed)} rows")
-        if self.ids is not None and (self.ids.ndim != 1
-                                     or len(np.unique(self.ids)) != len(self.ids)):
+        if self.ids is not None and len(np.unique(self.ids)) != len(self.ids):
             raise QuantGuardError(f"{folder / IDS_FILE}: the sample ids must be a 1-D array of "
                                   "distinct integers")
 
@@ -391,35 +400,3 @@ class Outputs:
 def _hash_keys(hashes: np.ndarray) -> np.ndarray:
     """Each row's 32-byte digest as one comparable bytes value."""
     return np.ascontiguousarray(hashes, dtype=np.uint8).view("S32").ravel()
-
-
-def _load(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise QuantGuardError(f"{path}: missing; a results folder holds {IDS_FILE} and one .npy per "
-                              "output (docs/results.md)")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise QuantGuardError(f"{path}: not a readable .npy array ({error}); numeric arrays only, "
-                              "saved with numpy.save") from None
-    if array.dtype.hasobject or not (np.issubdtype(array.dtype, np.number)
-                                     or array.dtype == np.bool_):
-        raise QuantGuardError(f"{path}: dtype {array.dtype} is not numeric")
-    return array
-
-
-def _read_document(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise QuantGuardError(f"{path}: not readable JSON ({error})") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise QuantGuardError(f"{path}: 'format' must be {FORMAT!r} (docs/results.md)")
-    if document.get("version") != VERSION:
-        raise QuantGuardError(f"{path}: results version {document.get('version')!r}; this version "
-                              f"of pytest-quantguard reads version {VERSION}: upgrade it, or write "
-                              f"version {VERSION}")
-    digest = document.get("data_digest")
-    if digest is not None and not isinstance(digest, str):
-        raise QuantGuardError(f"{path}: 'data_digest' must be the data set's sha256 string")
-    return document

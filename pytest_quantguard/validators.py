@@ -49,6 +49,8 @@ def choice(*allowed: str) -> Callable[[Any], str]:
 
 GATES = ("upper", "point")  # what the limit is held against: the upper bound, or the point estimate
 gate_name = choice(*GATES)
+# when a comparison gets a per-layer diagnosis (docs/diagnosis.md, "When it runs")
+DIAGNOSE = ("on-failure", "always", "never")
 
 
 def optional_bool(value: Any) -> bool | None:

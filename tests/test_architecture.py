@@ -60,9 +60,11 @@ def test_floors_point_down():
         for target in imports(path):
             if not target.startswith("pytest_quantguard"):
                 continue
-            if name.split(".")[-1] in PIPE and name.count(".") == 1 \
-                    and target.startswith(("pytest_quantguard.reports", "pytest_quantguard.plugin",
-                                           "pytest_quantguard.fixture")):
+            in_pipe = (name.split(".")[-1] in PIPE and name.count(".") == 1) \
+                or name.startswith("pytest_quantguard.diagnosis")
+            if in_pipe and target.startswith(("pytest_quantguard.reports",
+                                              "pytest_quantguard.plugin",
+                                              "pytest_quantguard.fixture")):
                 upward.append(f"{name} -> {target} (the pipe imports no report)")
             if name.startswith("pytest_quantguard.stats") and target.startswith(
                     ("pytest_quantguard.metrics", "pytest_quantguard.simulation",

@@ -200,6 +200,7 @@ def test_compare_signature_is_the_contract():
         ("confidence", "KEYWORD_ONLY", 0.95), ("gate", "KEYWORD_ONLY", "upper"),
         ("resamples", "KEYWORD_ONLY", 10000), ("seed", "KEYWORD_ONLY", 0),
         ("output", "KEYWORD_ONLY", None), ("name", "KEYWORD_ONLY", None),
+        ("diagnose", "KEYWORD_ONLY", None),
         ("metric_options", "VAR_KEYWORD", inspect.Parameter.empty)]
 
 

@@ -108,7 +108,7 @@ def test_the_test_fails_with_its_own_rule_line_and_the_record_keeps_ship(pyteste
                                 "--quant-markdown", "summary.md")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "*quantguard verdict: ship (but a check of the reference FAILED: the gate fails) "
+        "*quantguard verdict: ship (but a check FAILED: the gate fails) "
         "(candidate models/int8.onnx*",
         f"*FAILED check: min_reference: the reference scores 0.9766 < 0.99 ({where}) on this data: "
         "the data or the reference is wrong, not the quantization*",

@@ -19,8 +19,19 @@ LANGUAGE_MODEL = "language-model"
 # The label of a token position the loss ignores (PyTorch's and Hugging Face's ignore_index).
 IGNORE_INDEX = -100
 
-__all__ = ["IGNORE_INDEX", "LANGUAGE_MODEL", "check_groups", "check_label_header", "check_labels",
-           "check_slices", "check_token_shapes", "resolve_task", "warn_unused_arrays"]
+__all__ = ["IGNORE_INDEX", "LANGUAGE_MODEL", "check_dtype", "check_groups", "check_label_header",
+           "check_labels", "check_slices", "check_token_shapes", "resolve_task", "warn_unused_arrays"]
+
+# dtypes no model input or label can be, and the fix for each (docs/data.md, "What is refused"):
+# arrays are booleans, integers or floats (text where a model takes strings, or text labels).
+REFUSED_DTYPES = {
+    "c": ("complex", "give the real and imaginary parts as numbers, e.g. "
+                     "np.stack([x.real, x.imag], axis=-1).astype(np.float32)"),
+    "M": ("a datetime", "give numbers, e.g. seconds: x.astype('datetime64[s]').astype(np.int64)"),
+    "m": ("a timedelta", "give numbers, e.g. seconds: x / np.timedelta64(1, 's')"),
+    "V": ("void or structured", "give each field as its own array (x['field']) and list them in "
+                                "quantguard.toml: inputs = [...]"),
+}
 
 
 def resolve_task(task: str | None, has_labels: bool, where: str) -> str:
@@ -30,6 +41,16 @@ def resolve_task(task: str | None, has_labels: bool, where: str) -> str:
     if task not in TASKS:
         raise QuantGuardError(f"{where}: unknown task {task!r}; use one of {', '.join(TASKS)}")
     return task
+
+
+def check_dtype(dtype: np.dtype, where: str, role: str) -> None:
+    """Refuse an array of a dtype no model can be fed and no label can be: complex, datetime,
+    timedelta, void or structured (object arrays are refused as pickles where they are read)."""
+    if dtype.kind in REFUSED_DTYPES:
+        kind, fix = REFUSED_DTYPES[dtype.kind]
+        raise QuantGuardError(f"{where}: the {role} array is {kind} ({dtype}); quantguard reads "
+                              "boolean, integer and floating-point arrays (and text), so "
+                              f"{fix}")
 
 
 def check_labels(labels: np.ndarray, n: int, where: str, task: str | None = None) -> np.ndarray:
@@ -58,6 +79,7 @@ def check_label_header(shape: tuple[int, ...], dtype: np.dtype, n: int, where: s
                        task: str | None, fix: str = "save") -> None:
     """What the labels' shape and dtype alone tell (a .npy header is enough): one row per sample,
     1-D (or (n, 1)), or (n, seq_len) integers for a language model."""
+    check_dtype(dtype, where, "labels")
     if dtype.kind in "SUT":
         if task in ("regression", LANGUAGE_MODEL):
             raise QuantGuardError(f"{where}: the labels are text ({dtype}); {fix} numbers (the "

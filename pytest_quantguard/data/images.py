@@ -23,6 +23,7 @@ from pytest_quantguard.data.source import (
     Part,
     natural_key,
     read_bytes,
+    read_unchanged,
 )
 from pytest_quantguard.errors import MissingBackendError, QuantGuardError
 
@@ -51,12 +52,13 @@ def load_images(folder: Path, classes: list[Path], manifest: dict[str, Any],
     class_names = manifest.get("class_names") or [path.name for path in classes]
     class_index = {name: index for index, name in enumerate(class_names)}
     files: list[Path] = []
+    read: list[bytes] = []  # each file's fingerprint: a batch decodes only those bytes
     labels: list[int] = []
     first: tuple[Path, tuple[int, int], str] | None = None
     for path in classes:
         for file in sorted((p for p in path.iterdir() if is_image(p)), key=natural_key):
             data = read_bytes(file)
-            digest.add_bytes(file, data)
+            read.append(digest.add_bytes(file, data))
             size, mode = _inspect(image_module, file, data)
             if first is None:
                 first = (file, size, mode)
@@ -77,7 +79,7 @@ def load_images(folder: Path, classes: list[Path], manifest: dict[str, Any],
     shape = _sample_shape(image_module, first[1], first[2])
 
     def decode(start: int, stop: int) -> np.ndarray:
-        return _decode(image_module, files[start:stop], shape)
+        return _decode(image_module, files[start:stop], read[start:stop], shape)
 
     def load(with_inputs: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         return ({name: decode(0, len(files))} if with_inputs else {}), label_array
@@ -133,11 +135,13 @@ def _sample_shape(image_module: Any, size: tuple[int, int], mode: str) -> tuple[
     return (size[1], size[0]) if bands == 1 else (size[1], size[0], bands)
 
 
-def _decode(image_module: Any, files: list[Path], shape: tuple[int, ...]) -> np.ndarray:
+def _decode(image_module: Any, files: list[Path], read: list[bytes],
+            shape: tuple[int, ...]) -> np.ndarray:
     batch = np.empty((len(files), *shape), dtype=np.float32)
-    for i, file in enumerate(files):
+    for i, (file, expected) in enumerate(zip(files, read, strict=True)):
+        data = read_unchanged(file, expected)
         try:
-            with image_module.open(file) as image:
+            with image_module.open(io.BytesIO(data)) as image:
                 if image.mode in CONVERTED_MODES:
                     image = image.convert(CONVERTED_MODES[image.mode])
                 pixels = np.asarray(image)

@@ -18,6 +18,7 @@ import numpy as np
 
 from pytest_quantguard.data.checks import (
     LANGUAGE_MODEL,
+    check_dtype,
     check_groups,
     check_label_header,
     check_labels,
@@ -26,6 +27,7 @@ from pytest_quantguard.data.checks import (
     warn_unused_arrays,
 )
 from pytest_quantguard.data.source import (
+    CHANGED,
     DEFAULT_INPUT_NAME,
     DEFAULT_LABEL_NAME,
     MANIFEST_NAME,
@@ -97,8 +99,7 @@ class NpyArray:
     def open(self) -> np.ndarray:
         """The whole array, memory-mapped (pages load on first touch)."""
         if self._stamp() != self.stamp:  # the digest no longer describes it (docs/data.md, "Digest")
-            raise QuantGuardError(f"{self.file}: changed since the set was read and digested; "
-                                  "do not rewrite validation data while a run uses it, and rerun")
+            raise QuantGuardError(f"{self.file}: {CHANGED}")
         try:
             return np.load(self.file, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:
@@ -127,6 +128,8 @@ def load_npy(folder: Path, manifest: dict[str, Any], digest: FileDigest) -> Load
     input_names = list(manifest.get("inputs", [DEFAULT_INPUT_NAME]))
     inputs = {name: NpyArray(_named_file(folder, name, "inputs", manifest, present), f"input {name!r}")
               for name in input_names}
+    for name, array in inputs.items():
+        check_dtype(array.dtype, str(array.file), f"input {name!r}")
     label_name = manifest.get("labels", DEFAULT_LABEL_NAME)
     labels_file = folder / f"{label_name}.npy"
     if "labels" in manifest:

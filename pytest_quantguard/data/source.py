@@ -19,6 +19,9 @@ from pytest_quantguard.errors import QuantGuardError
 MANIFEST_NAME = "quantguard.toml"
 DEFAULT_INPUT_NAME = "inputs"
 DEFAULT_LABEL_NAME = "labels"
+# A file read again after the digest holds other bytes (docs/data.md, "What is refused").
+CHANGED = ("changed since the set was read and digested; do not rewrite validation data while a "
+           "run uses it, and rerun")
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,12 @@ class FileDigest:
         self._name(file, file.stat().st_size)
         hash_file(self._sha, file)
 
-    def add_bytes(self, file: Path, data: bytes) -> None:
-        """Hash a file already read whole (CSV tables, images: read once, hashed and checked)."""
+    def add_bytes(self, file: Path, data: bytes) -> bytes:
+        """Hash a file already read whole (CSV tables, images: read once, hashed and checked);
+        returns its fingerprint, for ``read_unchanged`` when the file is read again."""
         self._name(file, len(data))
         self._sha.update(data)
+        return fingerprint(data)
 
     def finish(self, manifest: dict[str, Any]) -> str:
         self._sha.update(json.dumps(manifest, sort_keys=True).encode())
@@ -90,6 +95,20 @@ def listing(paths: list[Path], limit: int = 8) -> str:
     names = [path.name for path in paths[:limit]]
     more = f", … ({len(paths) - limit} more)" if len(paths) > limit else ""
     return (", ".join(names) + more) if names else "nothing"
+
+
+def fingerprint(data: bytes) -> bytes:
+    """What a file read whole held: compared when it is read again, per batch or part."""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def read_unchanged(file: Path, expected: bytes) -> bytes:
+    """A file read again (a CSV shard per part, an image per batch), refused when its bytes are no
+    longer those the digest covered."""
+    data = read_bytes(file)
+    if fingerprint(data) != expected:
+        raise QuantGuardError(f"{file}: {CHANGED}")
+    return data
 
 
 def read_bytes(file: Path) -> bytes:

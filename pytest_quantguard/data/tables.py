@@ -24,6 +24,7 @@ from pytest_quantguard.data.source import (
     Loaded,
     Part,
     read_bytes,
+    read_unchanged,
 )
 from pytest_quantguard.errors import QuantGuardError
 
@@ -63,16 +64,16 @@ def load_csv(folder: Path, files: list[Path], manifest: dict[str, Any], digest: 
     parts = []
     for file in files:
         data = read_bytes(file)
-        digest.add_bytes(file, data)
+        read = digest.add_bytes(file, data)  # every later read must find these bytes
         table = parse_table(file, data)
         if columns is None:
             columns = choose_columns(table, manifest)
         _arrays(table, columns, with_inputs=True)
-        parts.append(Part(len(table.rows), str(file), _loader(file, columns),
+        parts.append(Part(len(table.rows), str(file), _loader(file, read, columns),
                           None if columns.group is None
-                          else _column_loader(file, columns, columns.group, check_groups),
+                          else _column_loader(file, read, columns, columns.group, check_groups),
                           load_slices=None if columns.slices is None
-                          else _column_loader(file, columns, columns.slices, check_slices)))
+                          else _column_loader(file, read, columns, columns.slices, check_slices)))
     assert columns is not None
     return Loaded(parts=parts, input_names=[DEFAULT_INPUT_NAME], has_labels=columns.label is not None,
                   sample_shapes={DEFAULT_INPUT_NAME: (len(columns.features),)})
@@ -232,20 +233,21 @@ def _labels(table: Table, column: str, class_names: tuple[str, ...] | None) -> n
     return values
 
 
-def _loader(file: Path, columns: Columns):
+def _loader(file: Path, read: bytes, columns: Columns):
     def load(with_inputs: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """Re-read the table (only the label column is converted when ``with_inputs`` is False)."""
-        features, labels = _arrays(parse_table(file, read_bytes(file)), columns, with_inputs=with_inputs)
+        features, labels = _arrays(parse_table(file, read_unchanged(file, read)), columns,
+                                   with_inputs=with_inputs)
         return ({DEFAULT_INPUT_NAME: features} if features is not None else {}), labels
 
     return load
 
 
-def _column_loader(file: Path, columns: Columns, column: str,
+def _column_loader(file: Path, read: bytes, columns: Columns, column: str,
                    check: Callable[[np.ndarray, int, str], np.ndarray]):
     """Re-read one per-sample text column (groups, slices) and check it."""
     def load_column() -> np.ndarray:
-        table = parse_table(file, read_bytes(file))
+        table = parse_table(file, read_unchanged(file, read))
         _check_header(table, columns)
         return check(_text_column(table, column), len(table.rows), f"{file} [{column}]")
 
@@ -253,9 +255,17 @@ def _column_loader(file: Path, columns: Columns, column: str,
 
 
 def _looks_numeric(cells: list[str]) -> bool:
-    """A column is numeric when its first non-empty cell is a number (later cells must be, too)."""
-    first = next((cell for cell in cells if cell.strip()), None)
-    return first is not None and _is_number(first)
+    """A column is numeric when at least half its non-empty cells are numbers: a text column is
+    left out, a numeric one with a stray text cell is a feature whose bad cell is named (a text
+    first cell once dropped such a column silently)."""
+    filled = [cell for cell in cells if cell.strip()]
+    try:
+        np.array(filled, dtype=str).astype(np.float64)  # all numbers: the usual case, vectorized
+        return bool(filled)
+    except ValueError:
+        pass
+    numbers = sum(_is_number(cell) for cell in filled)
+    return bool(filled) and 2 * numbers >= len(filled)
 
 
 def _is_number(cell: str) -> bool:

@@ -36,7 +36,7 @@ from pytest_quantguard.metrics.classification import (
     predicted_classes,
     predicted_records,
 )
-from pytest_quantguard.metrics.regression import REGRESSION_CAUTION, MeanScores
+from pytest_quantguard.metrics.regression import MeanScores
 from pytest_quantguard.stats.bootstrap import percentile_limits
 from pytest_quantguard.stats.families import STUDENTIZE_BELOW
 from pytest_quantguard.stats.patterns import CellScore, class_corpus_interval
@@ -69,16 +69,13 @@ def _sample(values: Any) -> str:
 
 @dataclass(frozen=True)
 class CustomMetric(Metric):
-    """A registered user function: it may score any task's data, and carries its task's notes."""
+    """A registered user function: it may score any task's data (its task's risk notes, e.g. the
+    regression caution, come with the comparison: docs/risks.md)."""
 
     function: Callable[..., Any] = field(default=None, compare=False)
 
     def fits_task(self, task: str) -> bool:
         return True
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        return (REGRESSION_CAUTION,) if self.task == "regression" else ()
 
 
 @dataclass(frozen=True)

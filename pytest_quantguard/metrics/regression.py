@@ -47,11 +47,6 @@ from pytest_quantguard.stats.families import (
 # Student t3 errors in 42% (n = 200) and 88% (n = 1,000) (docs/intervals.md, "Heavy-tailed errors").
 HEAVY_TAILS_ABOVE = 20.0
 
-# Said in every regression comparison's message (docs/verdict.md).
-REGRESSION_CAUTION = ("post-training quantization is fragile on regression, where subtle numerical "
-                      "precision matters: check the errors on the extremes of the target range, "
-                      "not only the mean, before shipping")
-
 
 def _rows(name: str, values: np.ndarray, what: str) -> np.ndarray:
     values = squeeze_trailing(np.asarray(values))
@@ -68,9 +63,7 @@ def _rows(name: str, values: np.ndarray, what: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RegressionMetric(Metric):
-    @property
-    def notes(self) -> tuple[str, ...]:
-        return (REGRESSION_CAUTION,)
+    """A regression metric; the regression caution is a risk note (docs/risks.md, "Regression")."""
 
     def reduce(self, output, labels, batch):
         return _rows(self.name, output, "outputs")

@@ -30,6 +30,12 @@ def junit_properties(record: Mapping[str, Any]) -> list[tuple[str, str]]:
         fields.append(("batch_size", runtime["batch_size"]))
     if runtime.get("batch_dependent"):  # a dynamically quantized model: results depend on it
         fields.append(("batch_dependent", ",".join(runtime["batch_dependent"])))
+    details = record.get("details") or {}
+    # counts of the risk notes and diagnosed layers (docs/risks.md, "Where the notes appear")
+    fields.append(("risks", len(details.get("risks") or ())))
+    diagnosis = details.get("diagnosis") or {}
+    if diagnosis.get("layers"):
+        fields.append(("diagnosed_layers", len(diagnosis["layers"])))
     return [(prefix + key, _text(value)) for key, value in fields]
 
 

@@ -15,6 +15,7 @@ COLUMNS = ("verdict", "test", "metric", "reference", "candidate", "drop", "inter
            "time per sample")
 SHOWN_SLICES = 3  # rows of "classes / slices that lost most" per comparison that did not ship
 SHOWN_DISCORDANT = 5  # discordant sample indices named per comparison (the JSON report has more)
+SHOWN_LAYERS = 5  # diagnosed layers per comparison that did not ship (the JSON report has all)
 
 
 def by_severity(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -41,6 +42,9 @@ def markdown_report(records: Sequence[Mapping[str, Any]], *, title: str = "Quant
     ordered = by_severity(records)
     lines += [_summary(ordered, inconclusive, policy_satisfied), "",
               *_table(ordered, inconclusive)]
+    risks = [line for record in ordered for line in _risks(record)]
+    if risks:
+        lines += ["", "### Risk notes", "", *risks]
     lost = [line for record in ordered if record["verdict"] != "ship" for line in _lost(record)]
     if lost:
         lines += ["", "### What did not ship", "", *lost]
@@ -164,6 +168,46 @@ def _lost(record: Mapping[str, Any]) -> list[str]:
         lines.append(f"  - {_discordant(discordant, details)}")
     if record.get("remedy"):
         lines.append(f"  - remedy: {_one_line(record['remedy'])}")
+    return lines + _diagnosis(details.get("diagnosis")) + _remedies(details.get("remedies"))
+
+
+def _risks(record: Mapping[str, Any]) -> list[str]:
+    """A comparison's risk notes, one bullet each under its id (docs/risks.md)."""
+    found = (record.get("details") or {}).get("risks") or []
+    if not found:
+        return []
+    return [f"- {_code(record['id'])}: {len(found)} risk note{'s' if len(found) != 1 else ''}",
+            *(f"  - `{risk['kind']}` ({risk['model']}): {_one_line(risk['text'])}"
+              for risk in found)]
+
+
+def _diagnosis(diagnosis: Mapping[str, Any] | None) -> list[str]:
+    """The per-layer diagnosis's top layers (docs/risks.md, "Where the notes appear")."""
+    if not diagnosis:
+        return []
+    if diagnosis.get("skipped"):
+        return [f"  - diagnosis: not run ({_one_line(diagnosis['skipped'])})"]
+    lines = [f"  - diagnosis ({_one_line(str(diagnosis.get('format')))}, local error = "
+             f"{_one_line(str(diagnosis.get('measure')))}, {diagnosis.get('samples')} samples): "
+             "the layers that lose most on their own"]
+    for layer in (diagnosis.get("layers") or [])[:SHOWN_LAYERS]:
+        weight = "—" if layer.get("weight") is None else _code(layer["weight"])
+        lines.append(f"    {layer['rank']}. {_code(layer['node'])} ({layer['op_type']}): local "
+                     f"error {layer['local_error']:.4g}, weight {weight}"
+                     + (f" (error {layer['weight_error']:.3g})"
+                        if layer.get("weight_error") is not None else "")
+                     + (f", risks: {', '.join(layer['risks'])}" if layer.get("risks") else ""))
+    return lines
+
+
+def _remedies(remedies: Sequence[Mapping[str, Any]] | None) -> list[str]:
+    """Each remedy: its title, why, and its code as a fenced block."""
+    lines = []
+    for each in remedies or []:
+        lines += [f"  - remedy: **{_one_line(each['title'])}**: {_one_line(each['why'])}", "",
+                  "    ```python",
+                  *(f"    {line}" for line in str(each.get("code", "")).strip("\n").splitlines()),
+                  "    ```", ""]
     return lines
 
 

@@ -43,6 +43,12 @@ def finish(session: pytest.Session, state) -> list[tuple[str, dict[str, bool]]]:
         _suite_properties(config, records, options, stated)
     wanted = [(key, getattr(options, key)) for key in ("report", "markdown", "plot")
               if getattr(options, key)]
+    if wanted and session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        # a report of the comparisons done before Ctrl-C would read as the whole run's
+        # (docs/reports.md, "What only the controller does")
+        notes.append(("quantguard: the session was interrupted; no report written ("
+                      + ", ".join(f"--quant-{key} {path}" for key, path in wanted) + ")", RED))
+        return notes
     if not records:
         if wanted:
             notes.append(("quantguard: no comparison ran; no report written ("

@@ -17,14 +17,17 @@ __all__ = ["drop_text", "failed_otherwise", "human_bytes", "size_text", "summary
            "terminal_width", "time_text", "verdict_text"]
 
 COLUMNS = ("test", "metric", "reference", "candidate", "drop", "interval", "limit", "verdict",
-           "size", "ms/sample", "cache")
+           "risks", "size", "ms/sample", "cache")
 # Left out one by one, first to last, while the table is wider than the terminal; test, interval
 # and verdict always stay (docs/reports.md, "Terminal summary").
-DROP_ORDER = ("cache", "ms/sample", "size", "candidate", "reference", "drop", "metric", "limit")
+DROP_ORDER = ("cache", "ms/sample", "size", "risks", "candidate", "reference", "drop", "metric",
+              "limit")
 MIN_TEST_WIDTH = 24  # a test id is shortened from the left (keeping its name) to no less than this
 SEPARATOR = "  "
 CACHE_LEGEND = ("cache: hit = the reference's outputs were reused (from .pytest_cache or an "
                 "earlier comparison in this run), miss = the reference ran, off = not cached")
+RISKS_LEGEND = ("risks: how many risk notes each comparison has (docs/risks.md); the JSON and "
+                "Markdown reports list them, a failure message says them")
 VERDICT_MARKUP = {"ship": {"green": True}, "inconclusive": {"yellow": True}}
 Line = tuple[str, dict[str, bool]]
 
@@ -72,6 +75,8 @@ def summary_lines(records: Iterable[Mapping[str, Any]], width: int | None = None
         shown = "failed" if failed else record["verdict"]
         lines.append((render(row), VERDICT_MARKUP.get(shown, {"red": True})))
     legend = [CACHE_LEGEND] if "cache" in columns else []
+    if "risks" in columns and any(row["risks"] not in ("0", "-") for row in rows):
+        legend.append(RISKS_LEGEND)
     if dropped:
         legend.append(f"columns left out to fit {width} columns (COLUMNS): {', '.join(dropped)}; "
                       "the JSON and Markdown reports hold them")
@@ -105,10 +110,17 @@ def _row(record: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> tup
         f"[{fmt(interval['low'])}, {fmt(interval['high'])}] {100 * interval['confidence']:g}%",
         "-" if limit is None else fmt(limit).lstrip("+"),
         verdict_text(record, records),
+        _risk_count(record),
         size_text(record.get("cost") or {}),
         time_text(record.get("runtime", {})),
         str(record.get("runtime", {}).get("cache", "off")),
     )
+
+
+def _risk_count(record: Mapping[str, Any]) -> str:
+    """The number of risk notes ("-" for a record from before they existed)."""
+    risks = (record.get("details") or {}).get("risks")
+    return "-" if risks is None else str(len(risks))
 
 
 def _table_width(columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> int:

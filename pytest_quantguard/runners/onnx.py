@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from pytest_quantguard._files import hash_file
-from pytest_quantguard.batching import DYNAMIC_NOTE, Footprint, SampleShapes
+from pytest_quantguard.batching import Footprint, SampleShapes
 from pytest_quantguard.errors import MissingBackendError, QuantGuardError
 from pytest_quantguard.runners import first_line, run_in_fixed_batches
 from pytest_quantguard.runners.onnx_graph import footprint, read_outline
@@ -25,9 +25,9 @@ ONNX_DTYPES = {
 }
 QUIET = 3  # onnxruntime severity: errors only
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-# What a comparison with an FP16 model on the CPU provider must say: onnxruntime's CPU provider
-# casts FP16 graphs back to FP32, so only the weight rounding shows (docs/models.md, "FP16 models
-# on the CPU").
+# What a comparison with an FP16 model on the CPU provider must say (a risk note): onnxruntime's
+# CPU provider casts FP16 graphs back to FP32, so only the weight rounding shows (docs/models.md,
+# "FP16 models on the CPU").
 FP16_ON_CPU_NOTE = ("the CPU runs FP16 models in FP32, so the verdict does not cover GPU FP16 "
                     "arithmetic")
 
@@ -88,11 +88,11 @@ class OnnxRunner:
         has_fp16 = scan.float16 or any(
             value.type == "tensor(float16)" for value in [*self.inputs, *self.session.get_outputs()])
         self.fp16_on_cpu = has_fp16 and self.providers[0] == PROVIDERS["cpu"]
+        self.dynamic_ops = tuple(sorted(scan.dynamic_ops))
         self.dynamic_quantization = bool(scan.dynamic_ops)
-        self.notes: tuple[str, ...] = (
-            *((FP16_ON_CPU_NOTE,) if self.fp16_on_cpu else ()),
-            *((DYNAMIC_NOTE.format(ops=", ".join(sorted(scan.dynamic_ops))),)
-              if self.dynamic_quantization else ()))
+        # FP16 on the CPU and dynamic quantization are said by the risk notes, not as runner
+        # notes (docs/risks.md, "The notes")
+        self.notes: tuple[str, ...] = ()
 
     def memory_per_sample(self, shapes: SampleShapes) -> Footprint | None:
         """Outputs and activations per sample, estimated from the graph (docs/models.md, "Batch

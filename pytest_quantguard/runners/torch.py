@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_quantguard.batching import DYNAMIC_NOTE, Footprint, SampleShapes
+from pytest_quantguard.batching import Footprint, SampleShapes
 from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.runners import file_sha256, first_line, run_in_fixed_batches
 from pytest_quantguard.runners.torch_load import (
@@ -67,9 +67,8 @@ class TorchRunner:
             self.parameters = _forward_parameters(model)
         self.float_dtype = _float_dtype(torch, self.module)
         self._torch = torch
+        # said as a dynamic_quant risk note (docs/risks.md)
         self.dynamic_quantization = _dynamically_quantized(self.module)
-        if self.dynamic_quantization:
-            self.notes = (DYNAMIC_NOTE.format(ops="torch.ao.nn.quantized.dynamic"),)
 
     def memory_per_sample(self, shapes: SampleShapes) -> Footprint:
         """Outputs and activations per sample from one forward on a zero sample of ``shapes``,

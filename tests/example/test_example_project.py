@@ -26,12 +26,15 @@ def test_example_gate_is_green_and_shows_both_verdicts():
                             capture_output=True, text=True, cwd=EXAMPLE.parent,
                             env={**os.environ, "COLUMNS": "300"})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 passed, 1 xfailed" in result.stdout
+    assert "7 passed, 2 xfailed" in result.stdout
     rows = [line for line in result.stdout.splitlines() if "test_quantization_gate.py::" in line]
     assert any("test_int8_ships" in row and " ship " in row for row in rows)
     assert any("test_int2_is_stopped" in row and "stay-fp16" in row for row in rows)
     dynamic = [line for line in result.stdout.splitlines() if "test_dynamic_quantization.py::" in line]
     assert len(dynamic) == 1 and " ship " in dynamic[0]  # at its deployment batch 1
+    outlier = [line for line in result.stdout.splitlines() if "test_outlier_weights.py::" in line]
+    assert any("test_per_tensor_int8_is_stopped" in row and "try-qat" in row for row in outlier)
+    assert any("test_the_per_channel_remedy_ships" in row and " ship " in row for row in outlier)
 
 
 def test_two_bit_quantization_leaves_the_root_logger_alone(tmp_path):
@@ -58,9 +61,11 @@ def rebuilt(tmp_path_factory):
 def test_make_models_rebuilds_a_pair_that_the_gate_separates(rebuilt):
     assert sorted(p.name for p in (rebuilt / "models").iterdir()) == [
         "diabetes_fp32.onnx", "diabetes_int8.onnx", "embed_fp32.onnx", "embed_int8.onnx",
-        "fp32.onnx", "int2.onnx", "int8.onnx", "int8_dynamic.onnx"]
+        "fp32.onnx", "int2.onnx", "int8.onnx", "int8_dynamic.onnx", "outlier_fp32.onnx",
+        "outlier_int8_per_channel.onnx", "outlier_int8_per_tensor.onnx"]
     for name in ("fp32.onnx", "int8.onnx", "int2.onnx", "diabetes_fp32.onnx", "embed_int8.onnx",
-                 "int8_dynamic.onnx"):
+                 "int8_dynamic.onnx", "outlier_fp32.onnx", "outlier_int8_per_tensor.onnx",
+                 "outlier_int8_per_channel.onnx"):
         assert (rebuilt / "models" / name).read_bytes() == (EXAMPLE / "models" / name).read_bytes()
     models, data = rebuilt / "models", rebuilt / "prod_val"
     good = compare(models / "fp32.onnx", models / "int8.onnx", data=data)

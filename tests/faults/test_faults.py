@@ -163,6 +163,50 @@ def test_an_npz_shard_changed_after_its_digest_is_refused(tmp_path):
         list(dataset.batches(4))
 
 
+def _csv_set(folder: Path) -> Path:
+    rows = "\n".join(f"{i}.5,{i % 2}" for i in range(10))
+    (folder / "part.csv").write_text(f"x,label\n{rows}\n")
+    return folder / "part.csv"
+
+
+def _image_set(folder: Path) -> Path:
+    from PIL import Image
+
+    for index in range(6):
+        (folder / f"c{index % 2}").mkdir(exist_ok=True)
+        Image.new("RGB", (3, 2), (index, 0, 0)).save(folder / f"c{index % 2}" / f"{index}.png",
+                                                 compress_level=0)
+    return folder / "c1" / "3.png"
+
+
+def _same_size_rewrite(file: Path) -> None:
+    """Other bytes of the same size, the mtime put back: only the bytes tell."""
+    status = file.stat()
+    if file.suffix == ".csv":
+        file.write_text(file.read_text().replace("3.5,1", "9.5,1"))
+    else:
+        from PIL import Image
+
+        Image.new("RGB", (3, 2), (0, 0, 9)).save(file, compress_level=0)
+    assert file.stat().st_size == status.st_size
+    os.utime(file, ns=(status.st_atime_ns, status.st_mtime_ns))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "images"])
+def test_a_csv_or_image_file_changed_after_its_digest_is_refused(tmp_path, fmt):
+    if fmt == "images":
+        pytest.importorskip("PIL.Image")
+    changed = (_csv_set if fmt == "csv" else _image_set)(tmp_path)
+    dataset = ValidationSet.from_folder(tmp_path)
+    assert len(np.concatenate([batch.labels for batch in dataset.batches(4)])) == 10 - 4 * (
+        fmt == "images")  # unchanged: it streams
+    _same_size_rewrite(changed)
+    with pytest.raises(QuantGuardError, match=rf"{changed.name}: changed since the set was read"):
+        list(dataset.batches(4))
+    fresh = ValidationSet.from_folder(tmp_path)  # read again, it loads (with another digest)
+    assert fresh.digest != dataset.digest and list(fresh.batches(4))
+
+
 def test_a_symlink_in_a_data_folder_loads_what_it_points_at(tmp_path):
     outside = tmp_path / "store"
     outside.mkdir()
@@ -235,3 +279,27 @@ def test_a_model_rewritten_while_it_is_hashed_and_loaded_is_refused(tmp_path, mo
         make_runner(model)
     monkeypatch.setattr(onnx_runner, "_session", real_session)
     assert make_runner(model).output_names == ["y"]  # once it stands still, it loads
+
+
+def test_an_export_stopped_by_a_data_error_leaves_no_dataset_json(tmp_path, monkeypatch, capsys):
+    """dataset.json is written last; an export into a folder holding an earlier one removes it
+    first, so a stopped export never leaves the old dataset.json describing new arrays."""
+    from pytest_quantguard.cli import main
+
+    (tmp_path / "val").mkdir()
+    first = _csv_set(tmp_path / "val")
+    changed = tmp_path / "val" / "part_2.csv"  # the second shard: read after the arrays are open
+    changed.write_bytes(first.read_bytes())
+    assert main(["export-inputs", "--data", str(tmp_path / "val"), "-o", str(tmp_path / "x")]) == 0
+    read = ValidationSet.from_folder
+
+    def changed_after_the_digest(*args, **kwargs):
+        dataset = read(*args, **kwargs)
+        _same_size_rewrite(changed)
+        return dataset
+
+    monkeypatch.setattr(ValidationSet, "from_folder", changed_after_the_digest)
+    capsys.readouterr()
+    assert main(["export-inputs", "--data", str(tmp_path / "val"), "-o", str(tmp_path / "x")]) == 3
+    assert "part_2.csv: changed since the set was read" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "dataset.json").exists()

@@ -88,7 +88,7 @@ def _npz_rewrite(folder, files, draw):
     file = draw(st.sampled_from(files))
     with np.load(file) as stored:
         arrays = dict(stored)
-    how = draw(st.sampled_from(["short", "nan", "inf", "object", "ragged-inputs"]))
+    how = draw(st.sampled_from(["short", "nan", "inf", "object", "dtype", "ragged-inputs"]))
     labels = arrays["labels"].astype(np.float64)
     if how == "short":
         arrays["labels"] = arrays["labels"][:-1] if len(labels) else np.zeros(1, np.int64)
@@ -97,6 +97,8 @@ def _npz_rewrite(folder, files, draw):
         arrays["labels"] = labels
     elif how == "object":
         arrays["labels"] = np.array([None] * len(labels), dtype=object)
+    elif how == "dtype":
+        arrays["labels"] = np.zeros(len(labels), draw(st.sampled_from(REFUSED_DTYPES)))
     else:
         arrays["inputs"] = np.zeros((len(labels), arrays["inputs"].shape[1] + 1), np.float32)
     np.savez(file, **arrays)
@@ -124,6 +126,18 @@ def _npy_labels(folder, files, draw):
         labels[draw(st.integers(0, len(labels) - 1))] = np.nan if how == "nan" else np.inf
     np.save(folder / "labels.npy", labels)
     return "labels.npy"
+
+
+# complex, datetime, timedelta, void and structured: no model input or label (docs/data.md)
+REFUSED_DTYPES = ["c8", "c16", "M8[s]", "m8[ms]", "V8", [("a", "<f4"), ("b", "<i4")]]
+
+
+def _npy_dtype(folder, files, draw):
+    """The inputs or the labels saved with a dtype no model takes."""
+    file = draw(st.sampled_from(files))
+    array = np.load(file)
+    np.save(file, np.zeros(array.shape, draw(st.sampled_from(REFUSED_DTYPES))))
+    return file.name
 
 
 def _csv_edit(folder, files, draw):
@@ -196,7 +210,7 @@ def _manifest(folder, files, draw):
 
 CORRUPTIONS = {
     "npz": [_truncate, _zero_bytes, _npz_rewrite, _manifest],
-    "npy": [_truncate, _zero_bytes, _npy_header, _npy_labels, _manifest],
+    "npy": [_truncate, _zero_bytes, _npy_header, _npy_labels, _npy_dtype, _manifest],
     "csv": [_zero_bytes, _csv_edit, _manifest],
     "images": [_truncate, _zero_bytes, _image_edit, _manifest],
 }
@@ -213,3 +227,13 @@ def test_a_corrupted_set_is_refused_naming_the_file_or_key(fmt, data):
         with pytest.raises(QuantGuardError) as refused:
             read_back(folder / "val")
     assert named in str(refused.value), (corrupt.__name__, str(refused.value))
+
+
+@pytest.mark.parametrize("dtype", REFUSED_DTYPES, ids=str)
+def test_an_input_of_a_refused_dtype_names_the_file_array_and_fix(tmp_path, dtype):
+    np.save(tmp_path / "inputs.npy", np.zeros((4, 2), dtype))
+    np.save(tmp_path / "labels.npy", np.array([0, 1, 0, 1]))
+    with pytest.raises(QuantGuardError, match=r"inputs\.npy: the input 'inputs' array is .*; "
+                                              r"quantguard reads boolean, integer and "
+                                              r"floating-point arrays .*, so give "):
+        read_back(tmp_path)

@@ -95,7 +95,7 @@ def test_a_continuous_per_sample_metric_lower_is_better(diabetes):
     assert result.drop == pytest.approx(candidate - reference, abs=1e-6)
     assert result.method == "bca"
     assert result.interval.low <= result.drop <= result.interval.high
-    assert any("fragile on regression" in note for note in result.details["notes"])
+    assert [risk["kind"] for risk in result.details["risks"]] == ["regression"]
 
 
 def test_a_continuous_metric_registered_relative_gives_a_relative_drop(diabetes):

@@ -26,7 +26,7 @@ from pytest_quantguard.metrics.classification import (
 from pytest_quantguard.metrics.custom import CORPUS_SAFE_FROM, CorpusScores, make_metric
 from pytest_quantguard.metrics.fidelity import AgreementScores, DistanceScores
 from pytest_quantguard.metrics.language import PerplexityScores
-from pytest_quantguard.metrics.regression import REGRESSION_CAUTION, MeanScores, R2Scores
+from pytest_quantguard.metrics.regression import MeanScores, R2Scores
 from pytest_quantguard.vocabulary import TASKS
 
 MARGINS = ("absolute", "relative", "error-increase")
@@ -246,7 +246,7 @@ def test_points_fits_task_and_notes_are_the_former_checks(metric):
         if metric.task == "detection":  # boxes fit only a detection set
             refused = task != "detection"
         assert metric.fits_task(task) is not refused, task
-    assert metric.notes == ((REGRESSION_CAUTION,) if metric.task == "regression" else ())
+    assert metric.notes == ()  # the regression caution is a risk note (tests/test_risks.py)
 
 
 def test_points_is_declared_on_macro_f1():

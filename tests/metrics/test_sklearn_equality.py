@@ -278,8 +278,10 @@ def test_rmse_is_the_regression_default_and_carries_the_ptq_caution(diabetes):
     assert result.metric == "rmse"
     assert result.reference_score == pytest.approx(
         root_mean_squared_error(diabetes.y, diabetes.reference_predictions), abs=TOL)
-    assert any("fragile on regression" in note for note in result.details["notes"])
-    assert "fragile on regression" in result.message
+    assert [risk["kind"] for risk in result.details["risks"]] == ["regression"]
+    assert "fragile on regression" in result.details["risks"][0]["text"]
+    # said in the message only when the candidate does not ship (docs/risks.md)
+    assert ("fragile on regression" in result.message) is (result.verdict != "ship")
 
 
 def test_r2_equals_r2_score_with_an_absolute_drop(diabetes):

@@ -20,7 +20,7 @@ def test_int2(quant_compare):
 """
 WIDE = "-Wignore::pytest_quantguard.QuantGuardWarning"  # a deliberately wide limit warns
 JUNIT_FIELDS = ["metric", "reference_score", "candidate_score", "drop", "ci_low", "ci_high",
-                "confidence", "method", "n", "max_drop", "gate", "verdict", "batch_size"]
+                "confidence", "method", "n", "max_drop", "gate", "verdict", "batch_size", "risks"]
 
 
 def test_good_candidate_ships_and_degraded_one_fails_with_a_verdict(pytester, example, plugin_args):
@@ -238,8 +238,8 @@ def test_named(quant_compare):
                                  "*test_unnamed *ship*"])
     cases = {case.get("name"): case for case in ET.parse(pytester.path / "report.xml").iter("testcase")}
     names = [p.get("name") for p in cases["test_named"].iter("property")]
-    assert names[:13] == [f"quant.int8.{field}" for field in JUNIT_FIELDS]
-    assert names[13:] == [f"quant.self.{field}" for field in JUNIT_FIELDS]
+    assert names[:len(JUNIT_FIELDS)] == [f"quant.int8.{field}" for field in JUNIT_FIELDS]
+    assert names[len(JUNIT_FIELDS):] == [f"quant.self.{field}" for field in JUNIT_FIELDS]
 
 
 def test_each_failing_call_records_its_figures_before_failing(pytester, example):

@@ -29,7 +29,7 @@ def test_diabetes(quant_compare):
                   data="prod_val_diabetes", max_drop=5.0, qat_limit=15.0, relative=False)
 """
 ALL_COLUMNS = ["test", "metric", "reference", "candidate", "drop", "interval", "limit", "verdict",
-               "size", "ms/sample", "cache"]
+               "risks", "size", "ms/sample", "cache"]
 ARGS = ["--quant-data", "prod_val", "--quant-bootstrap", "500", "-p", "no:cacheprovider"]
 
 
@@ -77,7 +77,8 @@ def test_the_table_fits_the_width_dropping_the_least_needed_columns_first(gates,
     assert names == [name for name in ALL_COLUMNS if name in names]  # the order is kept
     dropped = [name for name in ALL_COLUMNS if name not in names]
     # the least needed go first: what is left out is a tail of the drop order
-    order = ["cache", "ms/sample", "size", "candidate", "reference", "drop", "metric", "limit"]
+    order = ["cache", "ms/sample", "size", "risks", "candidate", "reference", "drop", "metric",
+             "limit"]
     assert set(dropped) == set(order[:len(dropped)])
     if width == 225:
         assert names == ALL_COLUMNS

@@ -29,7 +29,8 @@ def dynamic_onnx(tmp_path_factory):
 def test_an_onnxruntime_dynamic_model_is_detected_and_noted(dynamic_onnx):
     runner = make_runner(dynamic_onnx)
     assert runner.dynamic_quantization
-    assert any("dynamically quantized (DynamicQuantizeLinear)" in note for note in runner.notes)
+    assert "DynamicQuantizeLinear" in runner.dynamic_ops
+    assert runner.notes == ()  # a risk note says it (docs/risks.md)
 
 
 @pytest.mark.parametrize("name", ["fp32.onnx", "int8.onnx", "int2.onnx"])
@@ -48,10 +49,14 @@ def test_the_dynamic_candidate_depends_on_the_batch_and_says_so():
     assert auto.candidate_score != one.candidate_score  # ranges set per batch
     for result in (auto, one):
         assert result.runtime["batch_dependent"] == ["candidate"]
-        assert "note: candidate" in result.message and "dynamically quantized" in result.message
-        assert any("dynamically quantized" in note for note in result.details["notes"])
+        said = [risk for risk in result.details["risks"] if risk["kind"] == "dynamic_quant"]
+        assert [risk["model"] for risk in said] == ["candidate"]
+        assert "dynamically quantized (DynamicQuantizeLinear" in said[0]["text"]
+        # in the message only when the candidate does not ship (docs/risks.md)
+        assert ("dynamically quantized" in result.message) is (result.verdict != "ship")
     static = compare(MODELS / "fp32.onnx", MODELS / "int8.onnx", data=PROD_VAL, resamples=200)
     assert "batch_dependent" not in static.runtime
+    assert "dynamic_quant" not in [risk["kind"] for risk in static.details["risks"]]
     assert "dynamic" not in static.message and "notes" not in static.details
 
 
@@ -79,7 +84,7 @@ def test_torch_dynamic_modules_are_detected():
     plain = make_runner(model)
     assert runner.dynamic_quantization and scripted.dynamic_quantization
     assert not plain.dynamic_quantization
-    assert "torch.ao.nn.quantized.dynamic" in runner.notes[0] and plain.notes == ()
+    assert getattr(runner, "notes", ()) == () and getattr(plain, "notes", ()) == ()
     shapes = {"x": ((64,), np.dtype(np.float32))}
     footprint = plain.memory_per_sample(shapes)
     assert footprint == plain.memory_per_sample(shapes)  # counted, not measured
