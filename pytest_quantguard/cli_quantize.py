@@ -79,11 +79,13 @@ def _guarded(command: Callable[[argparse.Namespace], int]
 
 
 def default_schemes(task: str) -> tuple[str, ...]:
-    """Every scheme but INT4, which is for language models only (docs/ladder.md, "The rungs")."""
+    """Every scheme but the opt-in ones, and INT4 for language models only (docs/ladder.md, "The
+    rungs")."""
     from pytest_quantguard.data.checks import LANGUAGE_MODEL
-    from pytest_quantguard.quantize import SCHEMES
+    from pytest_quantguard.quantize import OPT_IN, SCHEMES
 
-    return SCHEMES if task == LANGUAGE_MODEL else tuple(s for s in SCHEMES if s != "int4-weight-only")
+    kept = [s for s in SCHEMES if s not in OPT_IN]
+    return tuple(s for s in kept if task == LANGUAGE_MODEL or s != "int4-weight-only")
 
 
 def _quantize(args: argparse.Namespace) -> int:
@@ -100,7 +102,8 @@ def _quantize(args: argparse.Namespace) -> int:
     manifest = quantize_model(args.model, calibration, schemes, args.out, overlap=overlap)
     for row in manifest["candidates"]:
         print(f"{row['scheme']}: {args.out.rstrip('/')}/{row['file']}, {row['size_bytes']:,} bytes, "
-              f"{row['compression']:.2f}x smaller than the reference")
+              f"{row['compression']:.2f}x smaller than the reference"
+              + (f"; left in float: {', '.join(row['excluded'])}" if row.get("excluded") else ""))
     print(f"calibrated on {calibration.description} ({calibration.n} samples) -> "
           f"{args.out.rstrip('/')}/quantize.json")
     return 0
@@ -220,6 +223,7 @@ def _ladder(args: argparse.Namespace) -> int:
               **verdicts.get(rung.name, {"verdict": "untested"}),
               "size_bytes": sizes[rung.name]["size_bytes"],
               "compression": sizes[rung.name]["compression"],
+              "excluded": sizes[rung.name].get("excluded", []),
               "ms_per_sample": timing[rung.name]["provenance"].get("ms_per_sample")}
              for rung in result.rungs]
     summary = {"model": args.model, "alpha": DEFAULT_ALPHA, "levels": levels, "unjudged": unjudged,

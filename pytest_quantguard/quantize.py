@@ -27,10 +27,14 @@ import numpy as np
 from pytest_quantguard._files import shown
 from pytest_quantguard.errors import MissingBackendError, QuantGuardError
 
-SCHEMES = ("fp16", "int8-dynamic", "int8-static", "int8-static-per-channel", "int4-weight-only")
+SCHEMES = ("fp16", "int8-dynamic", "int8-static", "int8-static-per-channel", "int8-static-excluded",
+           "int4-weight-only")
+# opt-in schemes: not in a default ladder (docs/ladder.md, "The rungs")
+OPT_IN = ("int8-static-excluded",)
 # The ladder's levels, least compressed first, and each level's nominal compression of the weights
 # (docs/ladder.md, "The rungs")
 LEVEL = {"fp16": 1, "int8-dynamic": 2, "int8-static": 2, "int8-static-per-channel": 2,
+         "int8-static-excluded": 2,
          "int4-weight-only": 3}
 NOMINAL_COMPRESSION = {1: 2, 2: 4, 3: 8}
 MAX_OVERLAP = 0.01
@@ -163,7 +167,7 @@ def _int8_dynamic(onnx: Any, source: Path, out: Path, calibration: Any) -> None:
 
 
 def _int8_static(onnx: Any, source: Path, out: Path, calibration: Any, *,
-                 per_channel: bool = False) -> None:
+                 per_channel: bool = False, exclude: Sequence[str] = ()) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     inputs = [value.name for value in onnx.load(str(source)).graph.input]
@@ -172,11 +176,42 @@ def _int8_static(onnx: Any, source: Path, out: Path, calibration: Any, *,
     quantize_static(str(source), str(out), reader, quant_format=QuantFormat.QDQ,
                     per_channel=per_channel, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, reduce_range=True,
-                    calibrate_method=CalibrationMethod.MinMax)
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(exclude))
 
 
 def _int8_per_channel(onnx: Any, source: Path, out: Path, calibration: Any) -> None:
     _int8_static(onnx, source, out, calibration, per_channel=True)
+
+
+def _int8_excluded(onnx: Any, source: Path, out: Path, calibration: Any) -> list[str]:
+    """Static INT8 with the worst layers left in float, chosen by diagnosing the static INT8 model
+    on the calibration set -- never on the gate's data (docs/ladder.md, "The rungs")."""
+    from pytest_quantguard.diagnosis.layers import diagnose
+    from pytest_quantguard.diagnosis.remedies import worst_nodes
+    from pytest_quantguard.runners.onnx import OnnxRunner
+
+    probe = out.with_suffix(".probe.onnx")
+    _int8_static(onnx, source, probe, calibration)
+    diagnosis = diagnose(OnnxRunner(source), OnnxRunner(probe), calibration, seed=0)
+    worst = [name for name in worst_nodes(list(diagnosis.get("layers") or ())) if name]
+    if not worst:
+        raise QuantGuardError(f"int8-static-excluded: the diagnosis on the calibration set found "
+                              f"no layer to leave in float ({diagnosis.get('skipped') or 'no error'})"
+                              "; leave this scheme out with --schemes")
+    _int8_static(onnx, source, out, calibration, exclude=worst)
+    return worst
+
+
+def _named(onnx: Any, path: Path) -> None:
+    """Give every unnamed node a name (``<op>_<index>``): nodes_to_exclude names nodes."""
+    model = onnx.load(str(path))
+    unnamed = [node for node in model.graph.node if not node.name]
+    if unnamed:
+        taken = {node.name for node in model.graph.node}
+        for index, node in enumerate(model.graph.node):
+            if not node.name and f"{node.op_type}_{index}" not in taken:
+                node.name = f"{node.op_type}_{index}"
+        onnx.save(model, str(path))
 
 
 def _int4(onnx: Any, source: Path, out: Path, calibration: Any) -> None:
@@ -195,22 +230,24 @@ def _int4(onnx: Any, source: Path, out: Path, calibration: Any) -> None:
 
 
 _WRITERS = {"fp16": _fp16, "int8-dynamic": _int8_dynamic, "int8-static": _int8_static,
-            "int8-static-per-channel": _int8_per_channel, "int4-weight-only": _int4}
+            "int8-static-per-channel": _int8_per_channel, "int8-static-excluded": _int8_excluded,
+            "int4-weight-only": _int4}
 # the operator each scheme must leave in the graph, or it quantized nothing
 _SIGN = {"fp16": None, "int8-dynamic": "DynamicQuantizeLinear", "int8-static": "QuantizeLinear",
-         "int8-static-per-channel": "QuantizeLinear", "int4-weight-only": "MatMulNBits"}
+         "int8-static-per-channel": "QuantizeLinear", "int8-static-excluded": "QuantizeLinear",
+         "int4-weight-only": "MatMulNBits"}
 
 
 def _write_scheme(onnx: Any, model: Path, pre: Path, scheme: str, calibration: Any,
-                  work: Path) -> Path:
-    """One scheme's model in ``work``; a quantizer's failure or a graph left unquantized is a
-    QuantGuardError naming the scheme and the model."""
+                  work: Path) -> tuple[Path, Any]:
+    """One scheme's model in ``work`` and what its writer reports (the excluded nodes); a
+    quantizer's failure or a graph left unquantized is a QuantGuardError naming the scheme."""
     from pytest_quantguard.runners import first_line
 
     written = work / f"{scheme}.onnx"
     try:
         with root_logger_kept():
-            _WRITERS[scheme](onnx, pre, written, calibration)
+            extra = _WRITERS[scheme](onnx, pre, written, calibration)
     except QuantGuardError:
         raise
     except Exception as error:  # the quantizers' own errors
@@ -221,7 +258,7 @@ def _write_scheme(onnx: Any, model: Path, pre: Path, scheme: str, calibration: A
         raise QuantGuardError(f"{shown(model)}: the {scheme} quantizer left nothing quantized "
                               f"(operators: {', '.join(sorted(ops))}); leave this scheme out with "
                               "--schemes")
-    return written
+    return written, extra
 
 
 def quantize_model(model: str | Path, calibration: Any, schemes: Sequence[str], out: str | Path,
@@ -238,15 +275,17 @@ def quantize_model(model: str | Path, calibration: Any, schemes: Sequence[str], 
         pre = Path(work) / "pre.onnx"
         with root_logger_kept():
             quantization.quant_pre_process(str(model), str(pre))
+        _named(onnx, pre)
         written = [_write_scheme(onnx, model, pre, scheme, calibration, Path(work))
                    for scheme in schemes]
         out.mkdir(parents=True, exist_ok=True)
-        for scheme, path in zip(schemes, written, strict=True):
+        for scheme, (path, extra) in zip(schemes, written, strict=True):
             target = out / path.name
             target.write_bytes(path.read_bytes())
             size = target.stat().st_size
             rows.append({"scheme": scheme, "file": target.name, "level": LEVEL[scheme],
-                         "size_bytes": size, "compression": reference_bytes / size})
+                         "size_bytes": size, "compression": reference_bytes / size,
+                         **({"excluded": extra} if extra else {})})
     manifest = {"model": str(model), "reference_size_bytes": reference_bytes,
                 "calibration": {"digest": calibration.digest, "n": calibration.n,
                                 "path": calibration.description},

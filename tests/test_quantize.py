@@ -285,3 +285,19 @@ def test_run_ladder_is_the_command_from_a_test(tmp_path, calibration):
     assert summary["rungs"][0]["confidence"] == pytest.approx(0.95)
     with pytest.raises(QuantGuardError, match="exit 3"):
         run_ladder(MODEL, calibration=VAL, data=VAL, out=tmp_path / "again")
+
+
+def test_the_excluded_node_rung_is_chosen_on_the_calibration_data_and_ships(tmp_path, capsys):
+    model, cal, val = _outlier_model(tmp_path)
+    status, stdout, err = _run(capsys, "ladder", model, "--calibration", cal, "--data", val,
+                               "--schemes", "int8-static,int8-static-excluded", "--bootstrap", "2000",
+                               "-o", tmp_path / "out")
+    assert status == 0, err
+    assert "recommendation: int8-static-excluded (" in stdout
+    manifest = json.loads((tmp_path / "out" / "candidates" / "quantize.json").read_text())
+    excluded = {row["scheme"]: row.get("excluded") for row in manifest["candidates"]}
+    # the diagnosis (on the calibration set) names the layer the outlier weight crushes
+    assert excluded == {"int8-static": None, "int8-static-excluded": ["Gemm_0"]}
+    summary = json.loads((tmp_path / "out" / "ladder.json").read_text())
+    assert summary["recommendation"] == "int8-static-excluded"
+    assert [rung["verdict"] for rung in summary["rungs"]] == ["stay-fp16", "ship"]
