@@ -79,13 +79,11 @@ def _guarded(command: Callable[[argparse.Namespace], int]
 
 
 def default_schemes(task: str) -> tuple[str, ...]:
-    """Every scheme but the opt-in ones, and INT4 for language models only (docs/ladder.md, "The
-    rungs")."""
+    """Every scheme; INT4 for language models only (docs/ladder.md, "The rungs")."""
     from pytest_quantguard.data.checks import LANGUAGE_MODEL
-    from pytest_quantguard.quantize import OPT_IN, SCHEMES
+    from pytest_quantguard.quantize import SCHEMES
 
-    kept = [s for s in SCHEMES if s not in OPT_IN]
-    return tuple(s for s in kept if task == LANGUAGE_MODEL or s != "int4-weight-only")
+    return tuple(s for s in SCHEMES if task == LANGUAGE_MODEL or s != "int4-weight-only")
 
 
 def _quantize(args: argparse.Namespace) -> int:
@@ -104,6 +102,8 @@ def _quantize(args: argparse.Namespace) -> int:
         print(f"{row['scheme']}: {args.out.rstrip('/')}/{row['file']}, {row['size_bytes']:,} bytes, "
               f"{row['compression']:.2f}x smaller than the reference"
               + (f"; left in float: {', '.join(row['excluded'])}" if row.get("excluded") else ""))
+    for row in manifest["skipped"]:
+        print(f"{row['scheme']}: not written: {row['reason']}")
     print(f"calibrated on {calibration.description} ({calibration.n} samples) -> "
           f"{args.out.rstrip('/')}/quantize.json")
     return 0
@@ -208,6 +208,10 @@ def _ladder(args: argparse.Namespace) -> int:
     schemes = [scheme for level in levels for scheme in level]
     manifest = quantize_model(args.model, calibration, schemes, out / "candidates", overlap=overlap)
     sizes = {row["scheme"]: row for row in manifest["candidates"]}
+    # a scheme with nothing to do here (no layer to leave in float) is no rung; still decided
+    # before any rung is judged, on the calibration data
+    levels = [kept for kept in ([s for s in level if s in sizes] for level in levels) if kept]
+    schemes = [scheme for level in levels for scheme in level]
     timing = {"reference": _validate(args, args.model, out / "results" / "reference")}
     for scheme in schemes:
         timing[scheme] = _validate(args, str(out / "candidates" / f"{scheme}.onnx"),
@@ -227,6 +231,7 @@ def _ladder(args: argparse.Namespace) -> int:
               "ms_per_sample": timing[rung.name]["provenance"].get("ms_per_sample")}
              for rung in result.rungs]
     summary = {"model": args.model, "alpha": DEFAULT_ALPHA, "levels": levels, "unjudged": unjudged,
+               "skipped": manifest["skipped"],
                "recommendation": _most_compressed(rungs), "machine": where,
                "reference_ms_per_sample": timing["reference"]["provenance"].get("ms_per_sample"),
                "rungs": rungs}
@@ -252,6 +257,8 @@ def _print_ladder(summary: dict[str, Any]) -> None:
         print(f"  L{rung['level']} {rung['scheme']}: {rung['verdict']} {at}, "
               f"{rung['size_bytes']:,} bytes ({rung['compression']:.2f}x), "
               f"{rung['ms_per_sample']:.3g} ms per sample")
+    for row in summary["skipped"]:
+        print(f"  {row['scheme']}: not a rung ({row['reason']})")
     for scheme in summary["unjudged"]:
         print(f"  {scheme}: unjudged (the CPU runs FP16 as FP32; judge it on the GPU it ships to)")
     best = next((r for r in summary["rungs"] if r["scheme"] == summary["recommendation"]), None)

@@ -29,8 +29,6 @@ from pytest_quantguard.errors import MissingBackendError, QuantGuardError
 
 SCHEMES = ("fp16", "int8-dynamic", "int8-static", "int8-static-per-channel", "int8-static-excluded",
            "int4-weight-only")
-# opt-in schemes: not in a default ladder (docs/ladder.md, "The rungs")
-OPT_IN = ("int8-static-excluded",)
 # The ladder's levels, least compressed first, and each level's nominal compression of the weights
 # (docs/ladder.md, "The rungs")
 LEVEL = {"fp16": 1, "int8-dynamic": 2, "int8-static": 2, "int8-static-per-channel": 2,
@@ -52,6 +50,11 @@ def parse_schemes(text: str) -> tuple[str, ...]:
     if len(set(schemes)) != len(schemes):
         raise ValueError(f"a scheme is named twice in {text!r}")
     return schemes
+
+
+class SchemeSkipped(Exception):
+    """A scheme that has nothing to do on this model (no layer to leave in float): no candidate is
+    written and the reason is recorded (docs/ladder.md, "The rungs")."""
 
 
 @dataclass(frozen=True)
@@ -195,9 +198,8 @@ def _int8_excluded(onnx: Any, source: Path, out: Path, calibration: Any) -> list
     diagnosis = diagnose(OnnxRunner(source), OnnxRunner(probe), calibration, seed=0)
     worst = [name for name in worst_nodes(list(diagnosis.get("layers") or ())) if name]
     if not worst:
-        raise QuantGuardError(f"int8-static-excluded: the diagnosis on the calibration set found "
-                              f"no layer to leave in float ({diagnosis.get('skipped') or 'no error'})"
-                              "; leave this scheme out with --schemes")
+        raise SchemeSkipped("the diagnosis on the calibration set found no layer to leave in float"
+                            f" ({diagnosis.get('skipped') or 'no layer adds error'})")
     _int8_static(onnx, source, out, calibration, exclude=worst)
     return worst
 
@@ -248,6 +250,8 @@ def _write_scheme(onnx: Any, model: Path, pre: Path, scheme: str, calibration: A
     try:
         with root_logger_kept():
             extra = _WRITERS[scheme](onnx, pre, written, calibration)
+    except SchemeSkipped as skipped:
+        return None, str(skipped)
     except QuantGuardError:
         raise
     except Exception as error:  # the quantizers' own errors
@@ -279,7 +283,11 @@ def quantize_model(model: str | Path, calibration: Any, schemes: Sequence[str], 
         written = [_write_scheme(onnx, model, pre, scheme, calibration, Path(work))
                    for scheme in schemes]
         out.mkdir(parents=True, exist_ok=True)
+        skipped = [{"scheme": scheme, "reason": extra}
+                   for scheme, (path, extra) in zip(schemes, written, strict=True) if path is None]
         for scheme, (path, extra) in zip(schemes, written, strict=True):
+            if path is None:
+                continue
             target = out / path.name
             target.write_bytes(path.read_bytes())
             size = target.stat().st_size
@@ -291,6 +299,6 @@ def quantize_model(model: str | Path, calibration: Any, schemes: Sequence[str], 
                                 "path": calibration.description},
                 "overlap": None if overlap is None else {"count": overlap.count,
                                                          "validation_n": overlap.validation_n},
-                "candidates": rows}
+                "candidates": rows, "skipped": skipped}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

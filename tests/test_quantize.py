@@ -172,11 +172,13 @@ def test_the_ladder_recommends_a_rung_on_the_digits_model_and_its_reports_agree(
     summary = json.loads((out / "ladder.json").read_text())
     assert summary["unjudged"] == ["fp16"]  # FP16 on a CPU runs as FP32: not judged here
     assert "fp16: unjudged" in stdout
-    assert summary["levels"] == [["int8-dynamic", "int8-static", "int8-static-per-channel"]]
+    # the diagnosis's remedies are INT8 rungs: per-channel, and the worst layers left in float
+    assert summary["levels"] == [["int8-dynamic", "int8-static", "int8-static-per-channel",
+                                  "int8-static-excluded"]]
     recommended = summary["recommendation"]
     assert recommended is not None and f"recommendation: {recommended} (" in stdout
     for rung in summary["rungs"]:
-        assert rung["alpha"] == pytest.approx(0.025 / 3)
+        assert rung["alpha"] == pytest.approx(0.025 / 4)
         record = json.loads((out / "reports" / f"{rung['scheme']}.json").read_text())["comparisons"][0]
         # the rung's own report is at its adjusted confidence, and says what the ladder says
         assert record["interval"]["confidence"] == pytest.approx(confidence_for(rung["alpha"]))
