@@ -7,6 +7,7 @@
     python benchmarks/coverage.py --family agreement --family rmse-absolute --family cosine \
         --family per-class --family corpus --family top-k   # through the metrics' Scores
     python benchmarks/coverage.py --family class-corpus --sets 1000 --jobs 2
+    python benchmarks/coverage.py --family detection --sets 200 --resamples 2000 --jobs 2
 
 The generators, cells and harness are ``pytest_quantguard.simulation`` (the same the CI
 tests in ``tests/stats/test_coverage_families.py`` gate with 1000 sets and 2000 resamples); each
@@ -41,6 +42,7 @@ import numpy as np
 from pytest_quantguard import simulation
 from pytest_quantguard.simulation import MAX_FALSE_SHIP, MIN_COVERAGE, Cell, CellResult
 from pytest_quantguard.simulation.class_corpus import class_corpus_cell
+from pytest_quantguard.simulation.detection import TRUE_DROPS, detection_cell
 
 VIEWS = {"bootstrap": simulation.bootstrap_view, "degraded class": simulation.degraded_class_view}
 
@@ -141,6 +143,18 @@ def top_k_rows(resamples: int) -> list[Row]:
             for n, d in ((200, 0.01), (200, 0.05), (1000, 0.01), (1000, 0.05), (5000, 0.05))]
 
 
+def detection_rows(resamples: int) -> list[Row]:
+    # the paired image bootstrap of COCO mAP re-accumulates every class at every IoU threshold per
+    # resample, so at most 2000 resamples (the detection metrics' own limit), and 1000 for
+    # map50_95 at 2,000 images (about 4 s a set on a lightly loaded core; docs/benchmarks.md,
+    # "Detection mAP")
+    def limit(metric: str, n: int) -> int:
+        return min(resamples, 1000 if (metric, n) == ("map50_95", 2000) else 2000)
+
+    return [Row(detection_cell(n, TRUE_DROPS[metric][0], metric, resamples=limit(metric, n)))
+            for metric in ("map50", "map50_95") for n in (200, 500, 2000)]
+
+
 FAMILIES = {
     "0/1": ("0/1 metrics, absolute drop: percentile bootstrap widened to contain Tango",
             binary_rows),
@@ -172,6 +186,10 @@ FAMILIES = {
                      "class of 3% (rare) or 5% (rare5) of the samples, or on 4 equal classes; "
                      "BCa over patterns + the adjusted BCa+studentized interval (at most 2000 "
                      "resamples)", class_corpus_rows),
+    "detection": ("COCO map50 / map50_95 (DetectionScores), the MILD candidate of "
+                  "simulation/detection.py (box jitter, score noise, misses), true drops from "
+                  "10^6 images: paired percentile bootstrap over images (at most 2000 "
+                  "resamples)", detection_rows),
     "top-k": ("top5 through the TopK metric on class scores built from the 0/1 cell's tables "
               "(same sets and stream as the 0/1 family's acc 0.8 rows)", top_k_rows),
 }

@@ -15,6 +15,7 @@ from typing import Any
 from pytest_quantguard.batching import Batch, choose_batch, first_sample_shapes, requested_batch
 from pytest_quantguard.cache import ReferenceCache
 from pytest_quantguard.data import ValidationSet, as_validation_set
+from pytest_quantguard.diagnosis.layers import attach_diagnosis
 from pytest_quantguard.diagnosis.risks import risk_notes
 from pytest_quantguard.errors import QuantGuardError, QuantGuardWarning
 from pytest_quantguard.inference import Inferred, infer, stratified_subset
@@ -44,7 +45,7 @@ __all__ = ["CORPUS_SAFE_FROM", "DISCORDANT_CAP", "SHOWN_SLICES", "Comparison", "
 def compare(reference: Any, candidate: Any, *, data: Any, metric: str | None = None,
             max_drop: float | None = None, qat_limit: float | None = None,
             relative: bool | None = None, confidence: float = default("confidence"),
-            gate: str = default("gate"), resamples: int = default("bootstrap"),
+            gate: str = default("gate"), resamples: int | None = None,
             seed: int = default("seed"), output: str | int | None = None,
             name: str | Sequence[str] | None = None, diagnose: str | None = None,
             **metric_options: Any) -> Comparison | tuple[Comparison, ...]:
@@ -151,13 +152,8 @@ def _findings(comparison: Comparison, subject: Subject, execution: Execution,
     risks = risk_notes(subject.reference, subject.candidate, task=dataset.task or "",
                        metric_task=comparison.details.get("task", ""), batch=batch)
     comparison = _with_details(comparison, {"risks": risks})
-    try:
-        from pytest_quantguard.diagnosis.layers import attach_diagnosis
-    except ImportError:  # the diagnosis is optional while it is being built
-        attach_diagnosis = None
-    if attach_diagnosis is not None:
-        comparison = attach_diagnosis(comparison, subject.reference, subject.candidate, dataset,
-                                      execution, risks)
+    comparison = attach_diagnosis(comparison, subject.reference, subject.candidate, dataset,
+                                  execution, risks)
     found = {key: comparison.details[key] for key in ("diagnosis", "remedies")
              if key in comparison.details}
     members = tuple(_told(_with_details(each, {"risks": risks, **found}))

@@ -16,6 +16,7 @@ from pytest_quantguard.data import ValidationSet
 from pytest_quantguard.errors import QuantGuardError
 from pytest_quantguard.metrics import Metric
 from pytest_quantguard.metrics.classification import predicted_records
+from pytest_quantguard.metrics.detection_outputs import merged_detections
 from pytest_quantguard.metrics.language import REDUCTION_BYTES
 from pytest_quantguard.reference_check import (
     ClassSpace,
@@ -157,6 +158,10 @@ def _stream(dataset: ValidationSet, metrics: list[Metric], roles: list[tuple[Any
             replay = getattr(runner, "outputs_for", None)  # results: rows by sample id
             outputs = runner(batch.inputs) if replay is None else replay(batch)
             seconds[role] += time.perf_counter() - start
+            if task == "detection" and output is None and len(outputs) > 1:
+                # separate boxes / scores / classes (docs/data.md, "Detection outputs")
+                outputs = {"detections": merged_detections(
+                    outputs, f"{_role_name(role)} {runner.description}")}
             predictions[role] = _prediction(outputs, output, runner, _role_name(role),
                                             len(batch), batch)
             if task == "classification":

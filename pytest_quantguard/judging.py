@@ -257,6 +257,7 @@ def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Executi
                      scores_digest(*scores.digest_arrays()))
     context = Context(margin=plan.margin, confidence=tolerance.confidence,
                       resamples=execution.resamples, rng=rng, groups=dataset.groups,
+                      resamples_given=execution.resamples_given,
                       where=dataset.description, max_drop=plan.max_drop,
                       qat_limit=plan.qat_limit, gate=tolerance.gate)
     evaluation = scores.evaluate(context)
@@ -286,7 +287,8 @@ def judge(plan: Plan, subject: Subject, tolerance: Tolerance, execution: Executi
         reference_score=evaluation.reference_score, candidate_score=evaluation.candidate_score,
         n=dataset.n, n_groups=dataset.n_groups, metric=metric.key,
         method=evaluation.interval.method, confidence=tolerance.confidence,
-        resamples=execution.resamples, seed=execution.seed, max_drop=plan.max_drop,
+        resamples=int(evaluation.interval.details.get("resamples", execution.resamples)),
+        seed=execution.seed, max_drop=plan.max_drop,
         qat_limit=plan.qat_limit, gate=tolerance.gate, relative=plan.margin == "relative",
         max_error_increase=tolerance.max_error_increase,
         slice_max_drop=tolerance.slice_max_drop, min_reference=_strictest(plan),

@@ -129,6 +129,9 @@ class Execution:
     the per-layer diagnosis of a failing comparison."""
 
     resamples: int = default("bootstrap")
+    # resamples set by the user (not the default): a metric with its own default (detection)
+    # then uses it as given (docs/metrics.md, "Detection")
+    resamples_given: bool = False
     seed: int = default("seed")
     batch_size: int | str = default("batch_size")  # "auto": sized by ``memory`` (batching.py)
     memory: int = default("memory")  # bytes
@@ -155,7 +158,8 @@ def make_execution(**given: Any) -> Execution:
             value = _checked(name, BY_KEY[EXECUTION_KEYS[name]].validate, value)
         checked[name] = value
     return Execution(**{key: value for key, value in checked.items()
-                        if value is not None or key not in EXECUTION_KEYS})
+                        if value is not None or key not in EXECUTION_KEYS},
+                     resamples_given=checked.get("resamples") is not None)
 
 
 def check_layer(given: Mapping[str, Any], where: str | None = None, *,
@@ -264,7 +268,7 @@ class Options:
     def execution(self, **where: Any) -> Execution:
         """This run's ``Execution`` (``base_dir``, ``cache`` and ``progress`` are the caller's)."""
         return Execution(**{name: self.values[key] for name, key in EXECUTION_KEYS.items()},
-                         **where)
+                         resamples_given="bootstrap" in self.origins, **where)
 
 
 def resolve_options(read_cli: Callable[[str], Any], read_ini: Callable[[str], Any], *,

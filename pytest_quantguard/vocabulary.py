@@ -4,5 +4,5 @@ both import them from here, so neither imports the other."""
 
 from __future__ import annotations
 
-TASKS = ("classification", "regression", "language-model", "fidelity")
+TASKS = ("classification", "regression", "language-model", "fidelity", "detection")
 POOLINGS = ("mean", "max", "first", "last")  # per-token outputs -> one vector per sample

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np  # (see the module docstring)
+import onnx  # noqa: F401  (its protobuf extension aborts when imported twice: the diagnosis uses it)
 import onnxruntime  # noqa: F401
 import pytest
 import sklearn.datasets  # noqa: F401  (numpy.fft and scipy cannot be loaded twice per process)

@@ -198,7 +198,7 @@ def test_compare_signature_is_the_contract():
         ("metric", "KEYWORD_ONLY", None), ("max_drop", "KEYWORD_ONLY", None),
         ("qat_limit", "KEYWORD_ONLY", None), ("relative", "KEYWORD_ONLY", None),
         ("confidence", "KEYWORD_ONLY", 0.95), ("gate", "KEYWORD_ONLY", "upper"),
-        ("resamples", "KEYWORD_ONLY", 10000), ("seed", "KEYWORD_ONLY", 0),
+        ("resamples", "KEYWORD_ONLY", None), ("seed", "KEYWORD_ONLY", 0),
         ("output", "KEYWORD_ONLY", None), ("name", "KEYWORD_ONLY", None),
         ("diagnose", "KEYWORD_ONLY", None),
         ("metric_options", "VAR_KEYWORD", inspect.Parameter.empty)]

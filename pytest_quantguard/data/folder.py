@@ -240,4 +240,9 @@ def _check_keys_fit(kind: str, manifest: dict[str, Any], file: Path) -> None:
                               f"attention_mask, per-token labels), which {FORMATS[kind]} cannot hold; "
                               "save them as .npz shards or .npy arrays: np.savez(path, "
                               "input_ids=ids, attention_mask=mask, labels=targets)")
+    if manifest.get("task") == "detection" and kind != "npz":
+        raise QuantGuardError(f'{file}: task = "detection" reads its boxes from .npz shards, which '
+                              f"{FORMATS[kind]} are not; save them as np.savez(path, inputs=x, "
+                              "box_offsets=offsets, boxes=boxes, box_classes=classes) "
+                              '(docs/data.md, "Detection ground truth")')
 

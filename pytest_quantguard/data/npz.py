@@ -15,6 +15,7 @@ import numpy as np
 
 from pytest_quantguard.data.checks import (
     LANGUAGE_MODEL,
+    check_dtype,
     check_groups,
     check_label_header,
     check_labels,
@@ -22,8 +23,16 @@ from pytest_quantguard.data.checks import (
     check_token_shapes,
     warn_unused_arrays,
 )
+from pytest_quantguard.data.detection import (
+    DETECTION,
+    NPZ_BOX_ARRAYS,
+    NPZ_OPTIONAL_BOX_ARRAYS,
+    check_box_headers,
+    npz_labels,
+)
 from pytest_quantguard.data.npy import read_npy_header
 from pytest_quantguard.data.source import (
+    CHANGED,
     DEFAULT_INPUT_NAME,
     DEFAULT_LABEL_NAME,
     MANIFEST_NAME,
@@ -48,15 +57,23 @@ def load_npz(folder: Path, files: list[Path], manifest: dict[str, Any], digest: 
               for file in files]
     _check_consistent(shards)
     has_labels = shards[0]["has_labels"]
-    used = [*input_names, *([label_name] if has_labels else []), group_name, slice_name]
+    label_arrays = [label_name]
+    if task == DETECTION:  # (docs/data.md, "Detection ground truth")
+        label_arrays = [*NPZ_BOX_ARRAYS, *(name for name in NPZ_OPTIONAL_BOX_ARRAYS
+                                           if name in shards[0]["headers"])]
+    used = [*input_names, *(label_arrays if has_labels else []), group_name, slice_name]
     warn_unused_arrays(shards[0]["headers"], [name for name in used if name], input_names,
                        shards[0]["n"], has_labels, str(files[0]), str(folder / MANIFEST_NAME))
+    # detection labels are padded to the most boxes in one image over every shard
+    width = max((int(np.diff(_read_arrays(shard["file"], ["box_offsets"])["box_offsets"]).max(
+        initial=1)) for shard in shards), default=1) if task == DETECTION and has_labels else 0
     parts = []
     for shard in shards:
         file, n = shard["file"], shard["n"]
         digest.add_file(file)
         parts.append(Part(n, str(file),
-                          _loader(file, n, input_names, label_name if has_labels else None, task),
+                          _loader(file, n, input_names, label_arrays if has_labels else None,
+                                  task, width),
                           None if group_name is None
                           else _array_loader(file, n, group_name, check_groups),
                           load_slices=None if slice_name is None
@@ -76,7 +93,7 @@ def _inspect_npz(file: Path, input_names: list[str], label_name: str, labels_req
                               f"{', '.join(map(repr, headers)) or 'no arrays'}); name the input array "
                               f"{DEFAULT_INPUT_NAME!r} or list the names in {MANIFEST_NAME}: "
                               'inputs = ["..."]')
-    if labels_required and label_name not in headers:
+    if labels_required and label_name not in headers and task != DETECTION:
         raise QuantGuardError(f"{file}: no labels array {label_name!r} (named by {MANIFEST_NAME}); "
                               f"it has {', '.join(map(repr, headers))}")
     lengths = {name: headers[name][0][0] if headers[name][0] else None for name in input_names}
@@ -87,7 +104,9 @@ def _inspect_npz(file: Path, input_names: list[str], label_name: str, labels_req
     n = next(iter(lengths.values()))
     has_labels = label_name in headers
     label_shape = None
-    if has_labels:
+    if task == DETECTION:
+        has_labels = check_box_headers(headers, n, str(file))
+    elif has_labels:
         label_shape, label_dtype = headers[label_name]
         check_label_header(label_shape, label_dtype, n, str(file), task)
     # one label's shape: (seq_len,) for a language model's targets, else () ((n, 1) is squeezed)
@@ -97,6 +116,8 @@ def _inspect_npz(file: Path, input_names: list[str], label_name: str, labels_req
         check_token_shapes({name: headers[name][0] for name in input_names}, label_shape, str(file))
     if group_name is not None:
         _check_per_sample_header(file, headers, group_name, n, "groups", "group", "id")
+    for name in input_names:  # (docs/data.md, "What is refused")
+        check_dtype(headers[name][1], str(file), f"input {name!r}")
     slice_kind = None
     if slice_name is not None:
         _check_per_sample_header(file, headers, slice_name, n, "slices", "slice", "label")
@@ -165,16 +186,20 @@ def _check_consistent(shards: list[dict[str, Any]]) -> None:
                                   "same way in every shard (strings, or integers)")
 
 
-def _loader(file: Path, n: int, input_names: list[str], label_name: str | None, task: str | None):
+def _loader(file: Path, n: int, input_names: list[str], label_names: list[str] | None,
+            task: str | None, width: int):
     stamp = file_stamp(file)
 
     def load(with_inputs: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """Read the shard's arrays (only its labels when ``with_inputs`` is False)."""
         names = input_names if with_inputs else []
-        arrays = _read_arrays(file, names if label_name is None else [*names, label_name], stamp)
+        arrays = _read_arrays(file, [*names, *(label_names or [])], stamp)
         inputs = {name: arrays[name] for name in names}
-        labels = None if label_name is None else check_labels(arrays[label_name], n, str(file), task)
-        return inputs, labels
+        if label_names is None:
+            return inputs, None
+        if task == DETECTION:
+            return inputs, npz_labels(arrays, n, width, str(file))
+        return inputs, check_labels(arrays[label_names[0]], n, str(file), task)
 
     return load
 
@@ -203,8 +228,7 @@ def _read_arrays(file: Path, names: list[str],
     """The named arrays of a shard, read whole (never unpickled); refused when the file changed
     since ``stamp`` (docs/data.md, "Digest")."""
     if stamp is not None and file_stamp(file) != stamp:
-        raise QuantGuardError(f"{file}: changed since the set was read and digested; do not "
-                              "rewrite validation data while a run uses it, and rerun")
+        raise QuantGuardError(f"{file}: {CHANGED}")
     try:
         with np.load(file, allow_pickle=False) as archive:
             return {name: archive[name] for name in names}

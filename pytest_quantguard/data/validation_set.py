@@ -14,6 +14,7 @@ import numpy as np
 from pytest_quantguard._files import shown
 from pytest_quantguard.data.checks import (
     LANGUAGE_MODEL,
+    check_dtype,
     check_groups,
     check_labels,
     check_slices,
@@ -326,6 +327,7 @@ def _plain_array(array: Any, where: str) -> np.ndarray:
         raise QuantGuardError(f"{where}: an object array; give a numeric array (e.g. float32)")
     if array.ndim == 0:
         raise QuantGuardError(f"{where}: a scalar; give one row per sample")
+    check_dtype(array.dtype, where, "input")
     return array
 
 

@@ -95,6 +95,7 @@ class Context:
     confidence: float
     resamples: int
     rng: np.random.Generator
+    resamples_given: bool = False  # set by the user, not the default (Execution.resamples_given)
     groups: np.ndarray | None = None
     where: str = "the validation set"  # names the data in error messages
     # the limits, for families that judge parts of themselves (per-class accuracy)

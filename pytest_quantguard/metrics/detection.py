@@ -29,9 +29,9 @@ from pytest_quantguard.metrics.base import (
 from pytest_quantguard.metrics.detection_breakdown import SIZES, drops, rows
 from pytest_quantguard.metrics.detection_coco import (
     IOU_THRESHOLDS,
-    Boxes,
     ClassMatches,
-    match,
+    Flat,
+    match_flat,
     mean_ap,
     per_class_ap,
 )
@@ -41,6 +41,10 @@ from pytest_quantguard.stats.sums import zero_discordance_halfwidth
 
 # Floats held at once by one chunk of resamples (rows x images, or x detections of a class).
 CHUNK_FLOATS = 2_000_000
+# The detection metrics' default resamples, used unless the user sets resamples (the interval is a
+# percentile bootstrap; 10,000 would cost about 24 pycocotools evaluations at 5,000 images;
+# docs/metrics.md, "Detection")
+DETECTION_RESAMPLES = 2000
 
 
 def detections_from_output(output: np.ndarray, where: str) -> np.ndarray:
@@ -59,16 +63,16 @@ def detections_from_output(output: np.ndarray, where: str) -> np.ndarray:
     return output
 
 
-def image_boxes(labels: np.ndarray, detections: np.ndarray) -> tuple[list[Boxes], list[Boxes]]:
-    """Per image ground truth and detections (padding dropped) as ``Boxes``."""
-    truths, found = [], []
-    for truth, det in zip(labels, detections, strict=True):
-        truth = truth[truth[:, 4] >= 0]
-        truths.append(Boxes(truth[:, :4], truth[:, 4].astype(np.int64), crowd=truth[:, 5] > 0,
-                            areas=truth[:, 6]))
-        det = det[det[:, 4] > 0]
-        found.append(Boxes(det[:, :4], det[:, 5].astype(np.int64), scores=det[:, 4]))
-    return truths, found
+def flat_boxes(labels: np.ndarray, detections: np.ndarray) -> tuple[Flat, Flat]:
+    """The ground truth (padded labels, class -1 on padding) and the detections (score 0 on
+    padding) of every image as flat arrays."""
+    image, slot = np.nonzero(labels[..., 4] >= 0)
+    rows = labels[image, slot]
+    truth = Flat(image, rows[:, :4], rows[:, 4].astype(np.int64), crowd=rows[:, 5] > 0,
+                 areas=rows[:, 6])
+    image, slot = np.nonzero(detections[..., 4] > 0)
+    rows = detections[image, slot]
+    return truth, Flat(image, rows[:, :4], rows[:, 5].astype(np.int64), scores=rows[:, 4])
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,21 +107,20 @@ class DetectionScores(Scores):
         return np.unique(self.labels[..., 4][real]).astype(np.int64)
 
     @functools.cached_property
-    def _boxes(self):
-        return [image_boxes(self.labels, detections) for detections in (self.reference,
-                                                                          self.candidate)]
-
-    @functools.cached_property
     def _by_area(self) -> dict[str, tuple[list[ClassMatches], list[ClassMatches]]]:
         return {}
 
     def area_matches(self, area: str) -> tuple[list[ClassMatches], list[ClassMatches]]:
-        """Each model's matches in one area range, once (only the thresholds averaged)."""
+        """Each model's matches in one area range, once (only the thresholds averaged); with the
+        breakdowns, the size ranges are matched in the same pass (their IoU shared)."""
         if area not in self._by_area:
+            areas = tuple(dict.fromkeys((area, self.area, *(SIZES if self.breakdowns else ()))))
             pick = list(self.thresholds)
-            self._by_area[area] = tuple([replace(m, tp=m.tp[pick], fp=m.fp[pick])
-                                         for m in match(truths, found, self.classes, area)]
-                                        for truths, found in self._boxes)
+            found = [match_flat(*flat_boxes(self.labels, detections), self.n, self.classes, areas)
+                     for detections in (self.reference, self.candidate)]
+            for name in areas:
+                self._by_area[name] = tuple([replace(m, tp=m.tp[pick], fp=m.fp[pick])
+                                             for m in model[name]] for model in found)
         return self._by_area[area]
 
     @property
@@ -158,19 +161,19 @@ class DetectionScores(Scores):
 
     def resampled(self, context: Context, sizes: bool = False) -> dict[str, tuple]:
         """Both models' figures (``_accumulated``) on ``context.resamples`` paired resamples of
-        images; a resample without any ground truth has no mAP for either model and is drawn
-        again."""
+        images when the user set it, else ``DETECTION_RESAMPLES``; a resample without any ground
+        truth has no mAP for either model and is drawn again."""
+        wanted = context.resamples if context.resamples_given else DETECTION_RESAMPLES
         largest = max([m.tp.shape[1] for m in (*self.matches[0], *self.matches[1])] + [self.n])
-        chunk = max(1, min(context.resamples, CHUNK_FLOATS // largest))
+        chunk = max(1, min(wanted, CHUNK_FLOATS // largest))
         parts: list[dict[str, tuple]] = []
         total = 0
-        while total < context.resamples:
-            found = self._accumulated(self._weights(min(chunk, context.resamples - total),
-                                                    context), sizes)
+        while total < wanted:
+            found = self._accumulated(self._weights(min(chunk, wanted - total), context), sizes)
             keep = ~np.isnan(found["map"][0])
             parts.append({key: tuple(v[keep] for v in pair) for key, pair in found.items()})
             total += int(keep.sum())
-        return {key: tuple(np.concatenate([p[key][i] for p in parts])[:context.resamples]
+        return {key: tuple(np.concatenate([p[key][i] for p in parts])[:wanted]
                            for i in range(2)) for key in parts[0]}
 
     def replicates(self, context: Context) -> np.ndarray:
@@ -193,7 +196,8 @@ class DetectionScores(Scores):
                               IntervalResult(drop - half, drop + half, "degenerate-fallback", {}),
                               details=details)
         return Evaluation(reference, candidate, drop,
-                          IntervalResult(low, high, "percentile", {"images": self.n}),
+                          IntervalResult(low, high, "percentile",
+                                         {"images": self.n, "resamples": len(resampled["map"][0])}),
                           details=details)
 
     def _breakdown_details(self, resampled: dict[str, tuple], context: Context) -> dict:

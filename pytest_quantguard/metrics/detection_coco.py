@@ -18,16 +18,26 @@ COCO's rules, as ``COCOeval`` (bbox) applies them (docs/metrics.md, "Detection")
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+from pytest_quantguard.metrics.detection_match import (
+    IOU_THRESHOLDS,
+    MAX_DETECTIONS,
+    Flat,
+    match_area,
+    prepare,
+)
+
+__all__ = ["AREA_RANGES", "IOU_THRESHOLDS", "MAX_DETECTIONS", "Boxes", "ClassMatches", "Flat",
+           "class_ap", "match", "match_flat", "mean_ap", "per_class_ap"]
+
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 AREA_RANGES = {"all": (0.0, 1e5**2), "small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2),
                "large": (96.0**2, 1e5**2)}
-MAX_DETECTIONS = 100
-BLOCK_FLOATS = 32_768  # bootstrap rows accumulated at once: about 256 KB a working array
+BLOCK_FLOATS = 262_144  # bootstrap rows accumulated at once: about 2 MB a working array
 
 
 @dataclass(frozen=True)
@@ -55,95 +65,53 @@ class ClassMatches:
     positives: np.ndarray  # (n_images,) int
 
 
-def box_iou(detections: np.ndarray, truths: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """(D, G) IoU as pycocotools' bbox IoU: for a crowd truth, intersection over the detection's
-    area."""
-    if len(detections) == 0 or len(truths) == 0:
-        return np.zeros((len(detections), len(truths)))
-    d, g = detections[:, None, :], truths[None, :, :]
-    w = np.minimum(d[..., 2], g[..., 2]) - np.maximum(d[..., 0], g[..., 0])
-    h = np.minimum(d[..., 3], g[..., 3]) - np.maximum(d[..., 1], g[..., 1])
-    inter = np.where((w > 0) & (h > 0), w * h, 0.0)
-    area_d = (d[..., 2] - d[..., 0]) * (d[..., 3] - d[..., 1])
-    area_g = (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1])
-    union = np.where(crowd[None, :], area_d, area_d + area_g - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
-def _greedy(ious: np.ndarray, truth_ignored: np.ndarray, crowd: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """COCO's greedy matching at every threshold: detections in score order, truths with the
-    ignored ones last; each detection takes the available truth of highest IoU (the last of equal
-    ones), a non-ignored one before any ignored one. Returns (matched, matched-to-ignored), (T, D)."""
-    limits = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[:, None]
-    n_thresholds, (n_det, n_truth) = len(limits), ious.shape
-    matched = np.zeros((n_thresholds, n_det), bool)
-    to_ignored = np.zeros((n_thresholds, n_det), bool)
-    if n_truth == 0:
-        return matched, to_ignored
-    taken = np.zeros((n_thresholds, n_truth), bool)
-    regular = int(np.count_nonzero(~truth_ignored))  # truths are sorted: regular ones first
-    reusable = crowd[None, :]
-    rows = np.arange(n_thresholds)
-    for det in np.flatnonzero(ious.max(axis=1) >= limits[0, 0]):
-        values = np.where((ious[det][None, :] >= limits) & ~(taken & ~reusable), ious[det], -1.0)
-        for start, stop in ((0, regular), (regular, n_truth)):
-            part = values[:, start:stop]
-            if part.shape[1] == 0:
-                continue
-            free = ~matched[:, det] & (part.max(axis=1) >= 0)
-            if not free.any():
-                continue
-            chosen = start + part.shape[1] - 1 - np.argmax(part[:, ::-1], axis=1)
-            matched[free, det] = True
-            to_ignored[free, det] = truth_ignored[chosen[free]]
-            taken[rows[free], chosen[free]] = True
-    return matched, to_ignored
-
-
-def _match_one(truth: Boxes, keep_truth: np.ndarray, detections: Boxes, keep_det: np.ndarray,
-               area_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """One image, one class, one area range: the kept detections' scores and tp / fp flags, and
-    the number of non-ignored truths (pycocotools' evaluateImg)."""
-    low, high = area_range
-    t_boxes, crowd, areas = truth.boxes[keep_truth], truth.crowd[keep_truth], truth.areas[keep_truth]
-    ignored = crowd | (areas < low) | (areas > high)
-    order = np.argsort(ignored, kind="mergesort")
-    t_boxes, crowd, ignored = t_boxes[order], crowd[order], ignored[order]
-    scores = detections.scores[keep_det]
-    det_order = np.argsort(-scores, kind="mergesort")[:MAX_DETECTIONS]
-    d_boxes, scores = detections.boxes[keep_det][det_order], scores[det_order]
-    matched, to_ignored = _greedy(box_iou(d_boxes, t_boxes, crowd), ignored, crowd)
-    d_areas = (d_boxes[:, 2] - d_boxes[:, 0]) * (d_boxes[:, 3] - d_boxes[:, 1])
-    outside = (d_areas < low) | (d_areas > high)
-    det_ignored = to_ignored | (~matched & outside[None, :])
-    return scores, matched & ~det_ignored, ~matched & ~det_ignored, int(np.count_nonzero(~ignored))
+def _flat(images: list[Boxes], truth: bool) -> Flat:
+    """A list of per-image ``Boxes`` as one ``Flat``."""
+    counts = [len(b.classes) for b in images]
+    image = np.repeat(np.arange(len(images)), counts)
+    boxes = np.concatenate([np.asarray(b.boxes, float).reshape(-1, 4) for b in images] or
+                           [np.zeros((0, 4))])
+    classes = np.concatenate([b.classes for b in images] or [np.zeros(0)]).astype(np.int64)
+    if truth:
+        crowd = np.concatenate([b.crowd for b in images] or [np.zeros(0)]).astype(bool)
+        areas = np.concatenate([b.areas for b in images] or [np.zeros(0)]).astype(float)
+        return Flat(image, boxes, classes, crowd=crowd, areas=areas)
+    scores = np.concatenate([b.scores for b in images] or [np.zeros(0)]).astype(float)
+    return Flat(image, boxes, classes, scores=scores)
 
 
 def match(truths: list[Boxes], detections: list[Boxes], classes: np.ndarray,
           area: str = "all") -> list[ClassMatches]:
     """Every class's matches in one area range over all images (image order = list order)."""
-    n_images, area_range = len(truths), AREA_RANGES[area]
-    parts: dict[int, list[tuple[np.ndarray, ...]]] = {int(c): [] for c in classes}
-    positives = {int(c): np.zeros(n_images, np.int64) for c in classes}
-    for index, (truth, det) in enumerate(zip(truths, detections, strict=True)):
-        for cls in np.intersect1d(np.union1d(truth.classes, det.classes), classes):
-            keep_truth, keep_det = truth.classes == cls, det.classes == cls
-            scores, tp, fp, count = _match_one(truth, keep_truth, det, keep_det, area_range)
-            positives[int(cls)][index] = count
-            if len(scores):
-                parts[int(cls)].append((np.full(len(scores), index), scores, tp, fp))
-    result = []
-    for cls in classes:
-        pieces = parts[int(cls)]
-        if not pieces:
-            empty = np.zeros((len(IOU_THRESHOLDS), 0), bool)
-            result.append(ClassMatches(np.zeros(0, np.int64), empty, empty, positives[int(cls)]))
-            continue
-        image, scores, tp, fp = (np.concatenate([p[k] for p in pieces], axis=-1) for k in range(4))
-        order = np.argsort(-scores, kind="mergesort")
-        result.append(ClassMatches(image[order], tp[:, order], fp[:, order], positives[int(cls)]))
+    found = match_flat(_flat(truths, True), _flat(detections, False), len(truths),
+                       np.asarray(classes), (area,))
+    return found[area]
+
+
+def match_flat(truth: Flat, det: Flat, n_images: int, classes: np.ndarray,
+               areas: tuple[str, ...] = ("all",)) -> dict[str, list[ClassMatches]]:
+    """Every class's matches in each area range of ``areas``; the pairs and their IoU are
+    computed once for all of them (docs/metrics.md, "Detection")."""
+    classes = np.asarray(classes, dtype=np.int64)
+    prepared = prepare(truth, det, classes)
+    kept, rank = prepared.det, prepared.rank
+    k = len(classes)
+    det_class = np.searchsorted(classes, kept.classes)
+    # COCO's accumulate: per class, score descending, stable over images in order (and each
+    # image's detections in its own score order)
+    order = np.lexsort((rank, kept.image, -kept.scores, det_class))
+    bounds = np.searchsorted(det_class[order], np.arange(k + 1))
+    t_class = np.searchsorted(classes, prepared.truth.classes)
+    result = {}
+    for area in areas:
+        found = match_area(prepared, AREA_RANGES[area])
+        positives = np.bincount(t_class * n_images + prepared.truth.image,
+                                weights=found.counted_truth, minlength=k * n_images)
+        positives = positives.reshape(k, n_images).astype(np.int64)
+        tp, fp = found.tp[:, order], found.fp[:, order]
+        image = kept.image[order]
+        result[area] = [ClassMatches(image[lo:hi], tp[:, lo:hi], fp[:, lo:hi], positives[c])
+                        for c, (lo, hi) in enumerate(itertools.pairwise(bounds))]
     return result
 
 
@@ -166,34 +134,91 @@ def class_ap(matches: ClassMatches, weights: np.ndarray, npig: np.ndarray | None
     if not valid.any():
         return result
     result[valid] = 0.0
-    rows = np.flatnonzero(valid)
-    block = max(16, BLOCK_FLOATS // max(matches.tp.shape[1], 1))  # rows that stay in cache
-    for start in range(0, len(rows), block):
-        part = rows[start:start + block]
-        result[part] = _class_ap_rows(matches, weights[part], npig[part])
+    for group in _threshold_groups(matches.tp.sum(axis=1)):
+        plan = _Plan.of(matches, group)
+        if plan.hits.shape[1] == 0:
+            continue  # no true positive at these thresholds: AP 0 wherever it is defined
+        width = len(group) * (plan.hits.shape[1] + len(plan.extra)) + len(plan.always)
+        block = max(8, BLOCK_FLOATS // max(width, 1))  # rows whose working arrays stay in cache
+        for start in range(0, n_rows, block):  # contiguous rows: views, never copies
+            rows = slice(start, start + block)
+            with np.errstate(divide="ignore", invalid="ignore"):  # rows without truth: NaN below
+                result[rows, group] = _class_ap_rows(plan, weights[rows], npig[rows])
+    result[~valid] = np.nan
     return result
 
 
-def _class_ap_rows(matches: ClassMatches, weights: np.ndarray, npig: np.ndarray) -> np.ndarray:
-    """``class_ap`` of rows that all have ground truth."""
-    result = np.zeros((len(weights), matches.tp.shape[0]))
-    w = weights[:, matches.image]  # (b, D)
-    total = npig[:, None]
-    for t in range(matches.tp.shape[0]):
-        hits = np.flatnonzero(matches.tp[t])
-        if len(hits) == 0:
-            continue
-        misses = np.flatnonzero(matches.fp[t])
-        tp = np.cumsum(w[:, hits], axis=1)
-        fp = np.zeros((len(w), len(misses) + 1))
-        np.cumsum(w[:, misses], axis=1, out=fp[:, 1:])
-        fp = fp[:, np.searchsorted(misses, hits)]  # false positives before each true positive
-        precision = tp / (fp + tp + np.spacing(1))
-        precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
-        reached = _points_reached(tp, total)
-        reached[:, 1:] -= reached[:, :-1].copy()
-        result[:, t] = np.einsum("ij,ij->i", precision, reached) / len(RECALL_THRESHOLDS)
-    return result
+def _threshold_groups(hits: np.ndarray) -> list[np.ndarray]:
+    """Thresholds accumulated together: those with a similar number of true positives (at least
+    0.6 of the group's largest), so padding them to one length wastes little."""
+    order = np.argsort(-hits, kind="stable")
+    groups: list[list[int]] = []
+    for t in order:
+        if groups and hits[t] >= 0.6 * hits[groups[-1][0]]:
+            groups[-1].append(int(t))
+        else:
+            groups.append([int(t)])
+    return [np.array(group) for group in groups]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One class's columns for re-accumulation, all thresholds at once: each threshold's true
+    positives (padded to the longest, the padding repeating the last), where each stands among
+    the detections counted at every threshold (``always``) and among those counted at some only
+    (``extra``: matched to a crowd region, or outside the area range when unmatched)."""
+
+    image: np.ndarray  # (D,) image of each column
+    hits: np.ndarray  # (T, H) column of each true positive, 0 on padding
+    real: np.ndarray  # (T, H) 1.0 on a true positive, 0.0 on padding
+    always: np.ndarray  # columns counted at every threshold
+    before_always: np.ndarray  # (T, H) how many of ``always`` are at or before each hit
+    extra: np.ndarray  # columns counted at some thresholds only
+    extra_counted: np.ndarray  # (T, E) bool
+    before_extra: np.ndarray  # (T, H)
+
+    @classmethod
+    def of(cls, matches: ClassMatches, thresholds: np.ndarray) -> _Plan:
+        counted = (matches.tp | matches.fp)[thresholds]
+        every = counted.all(axis=0)
+        always = np.flatnonzero(every)
+        extra = np.flatnonzero(counted.any(axis=0) & ~every)
+        columns = [np.flatnonzero(row) for row in matches.tp[thresholds]]
+        width = max(len(c) for c in columns)
+        hits = np.zeros((len(columns), width), np.int64)
+        last = np.full((len(columns), width), -1)
+        for t, found in enumerate(columns):
+            hits[t, :len(found)] = found
+            last[t] = found[np.minimum(np.arange(width), len(found) - 1)] if len(found) else -1
+        real = (np.arange(width)[None, :] < np.array([[len(c)] for c in columns])).astype(float)
+        return cls(matches.image, hits, real, always,
+                   np.searchsorted(always, last, side="right"), extra, counted[:, extra],
+                   np.searchsorted(extra, last, side="right"))
+
+
+def _class_ap_rows(plan: _Plan, weights: np.ndarray, npig: np.ndarray) -> np.ndarray:
+    """``class_ap`` of the thresholds of ``plan``, every one at once (rows without ground truth
+    give no number: the caller marks them NaN)."""
+    tp = weights[:, plan.image[plan.hits]]  # (b, T, H)
+    tp *= plan.real
+    np.cumsum(tp, axis=2, out=tp)
+    seen = _prefix(weights[:, plan.image[plan.always]])[:, plan.before_always]
+    if len(plan.extra):
+        counted = weights[:, None, plan.image[plan.extra]] * plan.extra_counted[None]
+        seen += np.take_along_axis(_prefix(counted), plan.before_extra[None], axis=2)
+    precision = tp / (seen + np.spacing(1))  # counted up to and including each true positive
+    precision = np.maximum.accumulate(precision[..., ::-1], axis=2)[..., ::-1]
+    # each true positive carries the recall points its count newly reaches (COCO's searchsorted)
+    reached = _points_reached(tp, npig[:, None, None])
+    reached[..., 1:] -= reached[..., :-1].copy()
+    return np.einsum("itj,itj->it", precision, reached) / len(RECALL_THRESHOLDS)
+
+
+def _prefix(values: np.ndarray) -> np.ndarray:
+    """Cumulative sums along the last axis with a leading 0: ``out[..., j]`` sums the first j."""
+    out = np.zeros((*values.shape[:-1], values.shape[-1] + 1))
+    np.cumsum(values, axis=-1, out=out[..., 1:])
+    return out
 
 
 def _points_reached(tp: np.ndarray, total: np.ndarray) -> np.ndarray:

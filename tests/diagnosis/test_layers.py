@@ -125,7 +125,7 @@ def comparison_of(mlp, candidate="qdq"):
 @pytest.mark.parametrize("mode,ships,expected", [("on-failure", False, True), ("on-failure", True, False),
                                                  ("always", True, True), ("never", False, False)])
 def test_the_option_decides_when_the_hook_runs(mlp, mode, ships, expected):
-    comparison = comparison_of(mlp)
+    comparison = compare(mlp["fp32"], mlp["qdq"], data=mlp["data"], diagnose="never")
     assert comparison.verdict != "ship"
     if ships:
         comparison = dataclasses.replace(comparison, verdict=type(comparison.verdict)("ship"))
@@ -171,3 +171,14 @@ def test_without_onnx_the_diagnosis_says_what_to_install(mlp, monkeypatch):
     attached = layers.attach_diagnosis(comparison, *runners, mlp["data"], make_execution(), [])
     assert attached.details["diagnosis"]["skipped"] == ("the per-layer diagnosis needs the onnx "
                                                         "package: pip install onnx")
+
+
+def test_compare_attaches_the_diagnosis_to_a_failing_comparison_and_says_it(mlp):
+    """The pipe calls the hook: a failing compare() carries the diagnosis and the remedies in its
+    details and names the planted layer in its message; diagnose="never" leaves them out."""
+    comparison = comparison_of(mlp)
+    assert comparison.details["diagnosis"]["layers"][0]["node"] == f"fc{PLANTED}/MatMul"
+    assert comparison.details["remedies"]
+    assert f"fc{PLANTED}/MatMul" in comparison.message
+    quiet = compare(mlp["fp32"], mlp["qdq"], data=mlp["data"], diagnose="never")
+    assert "diagnosis" not in quiet.details and f"fc{PLANTED}/MatMul" not in quiet.message

@@ -237,3 +237,16 @@ def test_an_input_of_a_refused_dtype_names_the_file_array_and_fix(tmp_path, dtyp
                                               r"quantguard reads boolean, integer and "
                                               r"floating-point arrays .*, so give "):
         read_back(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", REFUSED_DTYPES, ids=str)
+def test_an_npz_or_in_memory_input_of_a_refused_dtype_names_the_array_and_fix(tmp_path, dtype):
+    from pytest_quantguard import ValidationSet
+
+    inputs = np.zeros((4, 2), dtype)
+    np.savez(tmp_path / "val.npz", inputs=inputs, labels=np.array([0, 1, 0, 1]))
+    with pytest.raises(QuantGuardError, match=r"val\.npz: the input 'inputs' array is .*; quantguard "
+                                              r"reads boolean, integer and floating-point arrays"):
+        ValidationSet.from_folder(tmp_path)
+    with pytest.raises(QuantGuardError, match=r"ValidationSet\(inputs=\.\.\.\): the input array is"):
+        ValidationSet(inputs, np.array([0, 1, 0, 1]))
