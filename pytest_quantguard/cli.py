@@ -1,7 +1,8 @@
 """The `quantguard` console script (docs/index.md): a thin shell over the package's own functions.
 
 ``quantguard plan`` sizes a validation set with :func:`pytest_quantguard.stats.plan.plan`;
-``export-inputs``, ``validate`` and ``compare`` gate results kept in files (cli_workflow.py). Bad
+``export-inputs``, ``validate`` and ``compare`` gate results kept in files (cli_workflow.py);
+``quantize`` writes quantized candidates and ``ladder`` gates them (cli_quantize.py). Bad
 input is a usage error (exit 2, one line naming the option), never a traceback.
 """
 
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pytest_quantguard._version import __version__
+from pytest_quantguard.cli_quantize import add_ladder, add_quantize
 from pytest_quantguard.cli_workflow import add_commands
 
 PROG = "quantguard"
@@ -79,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="print one JSON object {n, n_50, inputs} instead of text")
     plan.set_defaults(handler=_run_plan, subparser=plan)
     add_commands(commands)  # export-inputs, validate, compare (docs/results.md)
+    add_quantize(commands)  # quantize, ladder (docs/ladder.md)
+    add_ladder(commands)
     return parser
 
 
