@@ -75,16 +75,7 @@ def train_cnn(images: np.ndarray, labels: np.ndarray, epochs: int = 40):
         nn.Linear(32 * 4 * 4, 64), nn.ReLU(),
         nn.Linear(64, 10),
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = torch.from_numpy(images), torch.from_numpy(labels)
-    generator = torch.Generator().manual_seed(SEED)
-    model.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(x), generator=generator).split(64):
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
-            optimizer.step()
-    return model.eval()
+    return _fit(model, images, labels, epochs, lr=1e-3)
 
 
 def train_bn_mlp(images: np.ndarray, labels: np.ndarray, epochs: int = 30):
@@ -97,7 +88,16 @@ def train_bn_mlp(images: np.ndarray, labels: np.ndarray, epochs: int = 30):
     torch.manual_seed(SEED)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(),
                           nn.Linear(64, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    return drift_channel(_fit(model, images, labels, epochs, lr=1e-2), OUTLIER_CHANNEL,
+                         OUTLIER_SCALE)
+
+
+def _fit(model, images: np.ndarray, labels: np.ndarray, epochs: int, lr: float):
+    """Adam on cross-entropy, batches of 64 in a seeded order; the model in eval mode after."""
+    import torch
+    from torch import nn
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     x, y = torch.from_numpy(images), torch.from_numpy(labels)
     generator = torch.Generator().manual_seed(SEED)
     model.train()
@@ -106,7 +106,7 @@ def train_bn_mlp(images: np.ndarray, labels: np.ndarray, epochs: int = 30):
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
             optimizer.step()
-    return drift_channel(model.eval(), OUTLIER_CHANNEL, OUTLIER_SCALE)
+    return model.eval()
 
 
 def drift_channel(model, channel: int, scale: float):

@@ -12,19 +12,13 @@ import numpy as np
 LAYERS = 4  # MatMuls: fc0 .. fc3
 
 
-class Calibration:
-    """onnxruntime CalibrationDataReader over training inputs."""
+def calibration_reader(inputs: np.ndarray):
+    """onnxruntime's CalibrationDataReader over training inputs: the one ``quantguard quantize``
+    uses."""
+    from pytest_quantguard import ValidationSet
+    from pytest_quantguard.quantize import CalibrationReader
 
-    def __init__(self, inputs: np.ndarray, batch_size: int = 64):
-        self.batches = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
-        self.rewind()
-
-    def get_next(self):
-        batch = next(self.iterator, None)
-        return None if batch is None else {"input": batch}
-
-    def rewind(self):
-        self.iterator = iter(self.batches)
+    return CalibrationReader(ValidationSet(inputs), ["input"])
 
 
 def digits():
@@ -85,7 +79,7 @@ def quantize(fp32: Path, out: Path, calibration: np.ndarray, *, fmt: str = "QDQ"
     """Static INT8 by onnxruntime's quantize_static, QDQ or QOperator."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    quantize_static(str(fp32), str(out), Calibration(calibration),
+    quantize_static(str(fp32), str(out), calibration_reader(calibration),
                     quant_format=getattr(QuantFormat, fmt), per_channel=per_channel,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)

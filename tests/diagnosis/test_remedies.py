@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mlp_models import Calibration, digits, quantize, quantize_4bit, trained_weights, write_mlp
+from mlp_models import calibration_reader, digits, quantize, quantize_4bit, trained_weights, write_mlp
 
 from pytest_quantguard import ValidationSet, compare
 from pytest_quantguard.diagnosis import layers, remedies
@@ -33,7 +33,8 @@ def proposed(planted, candidate="int8", verdict="stay-fp16"):
 
 
 def run_snippet(code: str, planted) -> None:
-    exec(compile(code, "<remedy>", "exec"), {"calibration_reader": Calibration(planted["calibration"])})
+    reader = calibration_reader(planted["calibration"])
+    exec(compile(code, "<remedy>", "exec"), {"calibration_reader": reader})
 
 
 def test_the_per_channel_remedy_is_the_exact_call_and_it_ships(planted):
