@@ -192,6 +192,58 @@ def test_the_ladder_recommends_a_rung_on_the_digits_model_and_its_reports_agree(
         assert rung["ms_per_sample"] > 0 and rung["size_bytes"] > 0
     best = next(r for r in summary["rungs"] if r["scheme"] == recommended)
     assert best["shipped"]
+    _combined_reports_agree(out, summary, stdout)
+
+
+def _combined_reports_agree(out: Path, summary: dict, stdout: str) -> None:
+    """OUT/report.json (schema-valid), report.md and junit.xml say what ladder.json and the
+    terminal say: every rung's verdict and confidence, and the recommendation."""
+    from xml.etree import ElementTree
+
+    from jsonschema import Draft202012Validator
+
+    from pytest_quantguard.reports.json_report import load_schema
+
+    report = json.loads((out / "report.json").read_text())
+    Draft202012Validator(load_schema()).validate(report)
+    markdown = (out / "report.md").read_text()
+    cases = {case.get("name"): case for case in ElementTree.parse(out / "junit.xml").iter("testcase")}
+    records = {record["name"]: record for record in report["comparisons"]}
+    recommended = summary["recommendation"]
+    assert set(records) == {rung["scheme"] for rung in summary["rungs"] if rung["tested"]}
+    for rung in summary["rungs"]:
+        case = cases[rung["scheme"]]
+        properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+        if not rung["tested"]:
+            assert case.find("skipped").get("message") == "not tested: its level received no alpha"
+            assert f"| `{rung['scheme']}` | 0 | - | not tested |" in markdown
+            continue
+        record = records[rung["scheme"]]
+        assert record["details"]["ladder"] == {
+            "level": rung["level"], "alpha": rung["alpha"], "confidence": rung["confidence"],
+            "shipped": rung["shipped"], "recommended": rung["scheme"] == recommended}
+        assert (record["verdict"], record["interval"]["confidence"]) == (rung["verdict"],
+                                                                         rung["confidence"])
+        assert properties[f"quant.{rung['scheme']}.verdict"] == rung["verdict"]
+        assert float(properties[f"quant.{rung['scheme']}.confidence"]) == rung["confidence"]
+        assert f"| {rung['confidence']:.4g} | {rung['verdict']} |" in markdown
+        assert f"L{rung['level']} {rung['scheme']}: {rung['verdict']} at {rung['confidence']:.4g}" \
+            in stdout
+        if rung["shipped"]:
+            assert case.find("skipped") is None and case.find("failure") is None
+        else:  # a rung that did not ship is no failure of the ladder
+            assert case.find("skipped").get("message") == \
+                f"does not ship at {rung['confidence']:.4g}: {rung['verdict']}"
+    ladder = cases["ladder"]
+    assert {p.get("name"): p.get("value") for p in ladder.iter("property")} == {
+        "quant.recommendation": recommended or ""}
+    assert (ladder.find("failure") is None) == (recommended is not None)
+    if recommended is not None:
+        assert f"**Recommendation: `{recommended}`**" in markdown
+        assert f"recommendation: {recommended} (" in stdout
+    else:
+        assert "**Recommendation: none ships**" in markdown
+        assert "recommendation: none ships" in stdout
 
 
 def test_a_ladder_where_nothing_ships_exits_1_and_leaves_later_levels_untested(tmp_path, capsys,
@@ -208,7 +260,7 @@ def test_a_ladder_where_nothing_ships_exits_1_and_leaves_later_levels_untested(t
     assert (int8["tested"], int8["shipped"], int8["alpha"]) == (True, False, 0.025)
     assert (int4["tested"], int4["verdict"]) == (False, "untested")
     assert not (out / "reports" / "int4-weight-only.json").exists()
-    assert "recommendation: none ships" in stdout
+    _combined_reports_agree(out, summary, stdout)
 
 
 def test_a_ladder_of_fp16_alone_on_a_cpu_is_a_usage_error(tmp_path, capsys, calibration):
