@@ -66,18 +66,20 @@ class LadderPlan:
 
 def plan_ladder(model: str | Path, calibration: Any, validation: Any,
                 schemes: Sequence[str] | None, device: str, out: str | Path, *,
-                schemes_option: str = "--schemes") -> LadderPlan:
+                given_by: tuple[str, str, str] = ("--calibration", "--data", "--schemes")
+                ) -> LadderPlan:
     """Check the calibration set against the validation set, fix the rung set (FP16 unjudged on a
     CPU; INT4 by default only for language-model data) and quantize it into ``out``. A scheme with
     nothing to do (no layer to leave in float) is no rung: decided here, on the calibration data,
-    before any rung is judged. NoRungError when no rung is left to judge."""
+    before any rung is judged. NoRungError when no rung is left to judge. ``given_by`` names the
+    calibration, data and schemes arguments in errors."""
     from pytest_quantguard.quantize import check_calibration, quantize_model
 
-    overlap = check_calibration(calibration, validation)
+    overlap = check_calibration(calibration, validation, given_by=given_by[:2])
     levels, unjudged = ladder_levels(tuple(schemes or default_schemes(calibration.task)), device)
     if not levels:
         raise NoRungError("no rung can be judged here (FP16 on a CPU runs as FP32); add an INT8 "
-                          f"scheme to {schemes_option}")
+                          f"scheme to {given_by[2]}")
     manifest = quantize_model(model, calibration, [s for level in levels for s in level], out,
                               overlap=overlap)
     kept = {row["scheme"] for row in manifest["candidates"]}
@@ -85,7 +87,7 @@ def plan_ladder(model: str | Path, calibration: Any, validation: Any,
     if not levels:
         raise NoRungError("no rung is left to judge: " + "; ".join(
             f"{row['scheme']}: {row['reason']}" for row in manifest["skipped"])
-            + f"; add another scheme to {schemes_option}")
+            + f"; add another scheme to {given_by[2]}")
     return LadderPlan(levels, unjudged, manifest, overlap, Path(out))
 
 
@@ -143,9 +145,9 @@ def ladder_lines(summary: Mapping[str, Any]) -> list[str]:
     recommendation."""
     lines = [f"ladder (one-sided alpha {summary['alpha']:g} over every rung; {summary['machine']}):"]
     for rung in summary["rungs"]:
-        at = f"at {rung['confidence']:.4g}" if rung["tested"] else \
+        state = f"{rung['verdict']} at {rung['confidence']:.4g}" if rung["tested"] else \
             "not tested (its level received no alpha)"
-        lines.append(f"  L{rung['level']} {rung['scheme']}: {rung['verdict']} {at}, "
+        lines.append(f"  L{rung['level']} {rung['scheme']}: {state}, "
                      f"{rung['size_bytes']:,} bytes ({rung['compression']:.2f}x), "
                      f"{ms_text(rung['ms_per_sample'])} ms per sample")
     lines += [f"  {row['scheme']}: not a rung ({row['reason']})" for row in summary["skipped"]]
