@@ -355,3 +355,60 @@ def test_the_excluded_node_rung_is_chosen_on_the_calibration_data_and_ships(tmp_
     summary = json.loads((tmp_path / "out" / "ladder.json").read_text())
     assert summary["recommendation"] == "int8-static-excluded"
     assert [rung["verdict"] for rung in summary["rungs"]] == ["stay-fp16", "ship"]
+
+
+def _exact_model(folder: Path) -> tuple[Path, Path, Path]:
+    """A two-class scorer on two 8-bit counts (integers 0..255): logits = the counts (a Gemm with
+    the identity weight). Static INT8 is exact on it: the calibrated input scale is 1 (MinMax over
+    0..255), the weights 0 and 1 sit on the 7-bit grid, and the outputs are the inputs' grid. The
+    calibration and validation rows are distinct."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["input", "w", "b"], ["logits"])], "exact",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2])],
+        [numpy_helper.from_array(np.eye(2, dtype=np.float32), "w"),
+         numpy_helper.from_array(np.zeros(2, np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "model.onnx"))
+    grid = np.stack(np.meshgrid(np.arange(256), np.arange(256)), -1).reshape(-1, 2)
+    rows = grid[np.random.default_rng(0).permutation(len(grid))].astype(np.float32)
+    rows = rows[(rows != [0, 255]).any(1) & (rows != [255, 0]).any(1)]
+    cal = np.concatenate([[[0, 255], [255, 0]], rows[:254]]).astype(np.float32)
+    val = rows[254:1254]
+    return (folder / "model.onnx", _folder(folder / "cal", cal, cal.argmax(1)),
+            _folder(folder / "val", val, val.argmax(1)))
+
+
+def test_with_no_layer_to_leave_in_float_the_excluded_scheme_is_no_rung(tmp_path, capsys):
+    model, cal, val = _exact_model(tmp_path)
+    out = tmp_path / "out"
+    status, stdout, err = _run(capsys, "ladder", model, "--calibration", cal, "--data", val,
+                               "--schemes", "int8-static,int8-static-excluded", "--bootstrap",
+                               "2000", "-o", out)
+    assert status == 0, err
+    reason = ("the diagnosis on the calibration set found no layer to leave in float (no layer "
+              "adds error)")
+    manifest = json.loads((out / "candidates" / "quantize.json").read_text())
+    assert manifest["skipped"] == [{"scheme": "int8-static-excluded", "reason": reason}]
+    assert [row["scheme"] for row in manifest["candidates"]] == ["int8-static"]
+    summary = json.loads((out / "ladder.json").read_text())
+    assert summary["skipped"] == manifest["skipped"]
+    assert summary["levels"] == [["int8-static"]]
+    # dropped before any rung is judged: the level's one scheme gets the whole alpha
+    (rung,) = summary["rungs"]
+    assert (rung["scheme"], rung["alpha"], rung["verdict"]) == ("int8-static", 0.025, "ship")
+    assert summary["recommendation"] == "int8-static"
+    assert f"int8-static-excluded: not a rung ({reason})" in stdout
+    assert f"| `int8-static-excluded` | - | - | not a rung ({reason}) |" in \
+        (out / "report.md").read_text()
+    _combined_reports_agree(out, summary, stdout)
+    # with nothing else asked for, no rung is left: a usage error naming the reason
+    status, _, err = _run(capsys, "ladder", model, "--calibration", cal, "--data", val,
+                          "--schemes", "int8-static-excluded", "-o", tmp_path / "alone")
+    assert status == 2
+    assert f"no rung is left to judge: int8-static-excluded: {reason}; add another scheme to " \
+           "--schemes" in err
