@@ -154,3 +154,30 @@ def test_bad_input_fails_the_test_naming_the_argument(ladder_project):
         "INT8 scheme to schemes= of quant_ladder",
         "*quantguard: quant_ladder: schemes= of quant_ladder: unknown scheme(s) int3*",
         "*quantguard: quant_ladder: confidence= is not taken*"])
+
+
+TWO_LADDERS = """
+def test_two_named(quant_ladder):
+    first = quant_ladder("models/fp32.onnx", calibration="cal", schemes="int8-static", name="a")
+    second = quant_ladder("models/fp32.onnx", calibration="cal", schemes="int8-static", name="b")
+    assert first.folder.name == "quant_ladder-a" and second.folder.name == "quant_ladder-b"
+
+def test_two_unnamed(quant_ladder):
+    quant_ladder("models/fp32.onnx", calibration="cal", schemes="int8-static")
+    quant_ladder("models/fp32.onnx", calibration="cal", schemes="int8-static")
+"""
+
+
+def test_two_ladders_in_one_test_need_their_own_names(ladder_project):
+    pytester = ladder_project
+    pytester.makepyfile(test_ladder=TWO_LADDERS)
+    result = pytester.runpytest_subprocess("--quant-data", "prod_val", "--quant-bootstrap", "2000",
+                                           "-p", "no:cacheprovider", "--quant-report", "out.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*quantguard: quant_ladder: this test runs more than one ladder: "
+                                 "give every call its own name=*"])
+    ids = sorted(record["id"] for record in json.loads((pytester.path / "out.json").read_text())[
+        "comparisons"])
+    assert ids == ["test_ladder.py::test_two_named::a.int8-static",
+                   "test_ladder.py::test_two_named::b.int8-static",
+                   "test_ladder.py::test_two_unnamed::int8-static"]
