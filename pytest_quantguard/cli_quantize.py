@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pytest_quantguard.ladder_plan import default_schemes
+
 DATA_ERROR = 3
 _QUANTIZE_DESCRIPTION = """Write OUT/<scheme>.onnx for each scheme with onnxruntime's quantizers
 (pre-processed first; static INT8 calibrated on --calibration) and OUT/quantize.json (sizes,
@@ -21,8 +23,9 @@ _LADDER_DESCRIPTION = """Quantize MODEL (as quantguard quantize), validate the r
 candidate on --data, and gate the candidates level by level (FP16 -> INT8 -> INT4) by gatekeeping
 with propagated alpha: the chance of shipping any candidate over the limit stays at the gate's
 one-sided 2.5%. Each rung is compared at its adjusted confidence; its reports are
-OUT/reports/<scheme>.{json,md,xml}. Exit 0 a recommendation, 1 nothing ships, 2 usage, 3 data or
-model errors."""
+OUT/reports/<scheme>.{json,md,xml}; the combined reports of every rung are OUT/report.json,
+OUT/report.md and OUT/junit.xml (beside OUT/ladder.json). Exit 0 a recommendation, 1 nothing
+ships, 2 usage, 3 data or model errors."""
 
 
 def add_quantize(commands: Any) -> None:
@@ -78,14 +81,6 @@ def _guarded(command: Callable[[argparse.Namespace], int]
     return run
 
 
-def default_schemes(task: str) -> tuple[str, ...]:
-    """Every scheme; INT4 for language models only (docs/ladder.md, "The rungs")."""
-    from pytest_quantguard.data.checks import LANGUAGE_MODEL
-    from pytest_quantguard.quantize import SCHEMES
-
-    return tuple(s for s in SCHEMES if task == LANGUAGE_MODEL or s != "int4-weight-only")
-
-
 def _quantize(args: argparse.Namespace) -> int:
     from pytest_quantguard.data import ValidationSet
     from pytest_quantguard.quantize import check_calibration, quantize_model
@@ -128,17 +123,6 @@ def add_ladder(commands: Any) -> None:
                             help="passed to quantguard compare/validate (see quantguard compare "
                                  "--help)")
     ladder.set_defaults(handler=_guarded(_ladder), subparser=ladder)
-
-
-def ladder_levels(schemes: tuple[str, ...], device: str) -> tuple[list[list[str]], list[str]]:
-    """The tested levels (schemes grouped by level, least compressed first) and the unjudged
-    schemes: FP16 on a CPU runs as FP32 there (docs/ladder.md, "The rungs")."""
-    from pytest_quantguard.quantize import LEVEL
-
-    unjudged = [s for s in schemes if s == "fp16" and device == "cpu"]
-    judged = [s for s in schemes if s not in unjudged]
-    levels = [[s for s in judged if LEVEL[s] == level] for level in sorted({LEVEL[s] for s in judged})]
-    return levels, unjudged
 
 
 def _cli(argv: list[str]) -> int:
@@ -188,85 +172,64 @@ def _ships(args: argparse.Namespace, out: Path, verdicts: dict[str, dict[str, An
 
 
 def _ladder(args: argparse.Namespace) -> int:
-    import platform
-
     from pytest_quantguard.data import ValidationSet
-    from pytest_quantguard.quantize import check_calibration, quantize_model
-    from pytest_quantguard.runners.onnx import PROVIDERS
+    from pytest_quantguard.ladder_plan import (
+        NoRungError,
+        ladder_lines,
+        ladder_summary,
+        machine_text,
+        plan_ladder,
+        rung_rows,
+    )
     from pytest_quantguard.stats.ladder import DEFAULT_ALPHA, gatekeep
 
     out = Path(args.out)
     calibration = ValidationSet.from_folder(args.calibration, given_by="--calibration")
-    overlap = check_calibration(calibration, ValidationSet.from_folder(args.data, given_by="--data"))
-    print(f"calibration overlap: {overlap.line()}")
-    # the rung set is fixed here, before any rung is judged (docs/ladder.md, "The rungs")
-    levels, unjudged = ladder_levels(args.schemes or default_schemes(calibration.task), args.device)
-    if not levels:
-        print("quantguard ladder: error: no rung can be judged here (FP16 on a CPU runs as FP32); "
-              "add an INT8 scheme to --schemes", file=sys.stderr)
+    try:  # the rung set is fixed here, before any rung is judged (docs/ladder.md, "The rungs")
+        plan = plan_ladder(args.model, calibration, ValidationSet.from_folder(
+            args.data, given_by="--data"), args.schemes, args.device, out / "candidates")
+    except NoRungError as error:
+        print(f"quantguard ladder: error: {error}", file=sys.stderr)
         return 2
-    schemes = [scheme for level in levels for scheme in level]
-    manifest = quantize_model(args.model, calibration, schemes, out / "candidates", overlap=overlap)
-    sizes = {row["scheme"]: row for row in manifest["candidates"]}
-    # a scheme with nothing to do here (no layer to leave in float) is no rung; still decided
-    # before any rung is judged, on the calibration data
-    levels = [kept for kept in ([s for s in level if s in sizes] for level in levels) if kept]
-    schemes = [scheme for level in levels for scheme in level]
+    print(f"calibration overlap: {plan.overlap.line()}")
     timing = {"reference": _validate(args, args.model, out / "results" / "reference")}
-    for scheme in schemes:
-        timing[scheme] = _validate(args, str(out / "candidates" / f"{scheme}.onnx"),
-                                   out / "results" / scheme)
-    for stale in (out / "reports" / f"{scheme}.{ext}" for scheme in schemes
+    for scheme in plan.schemes:
+        timing[scheme] = _validate(args, str(plan.model_file(scheme)), out / "results" / scheme)
+    for stale in (out / "reports" / f"{scheme}.{ext}" for scheme in plan.schemes
                   for ext in ("json", "md", "xml")):
         stale.unlink(missing_ok=True)  # an untested rung leaves no report of an earlier run
     verdicts: dict[str, dict[str, Any]] = {}
-    result = gatekeep(levels, DEFAULT_ALPHA, _ships(args, out, verdicts))
-    where = f"{platform.machine()} {platform.processor() or platform.system()}, {PROVIDERS[args.device]}"
-    rungs = [{"scheme": rung.name, "level": rung.level, "alpha": rung.alpha, "tested": rung.tested,
-              "confidence": rung.confidence, "shipped": rung.shipped,
-              **verdicts.get(rung.name, {"verdict": "untested"}),
-              "size_bytes": sizes[rung.name]["size_bytes"],
-              "compression": sizes[rung.name]["compression"],
-              "excluded": sizes[rung.name].get("excluded", []),
-              "ms_per_sample": timing[rung.name]["provenance"].get("ms_per_sample")}
-             for rung in result.rungs]
-    summary = {"model": args.model, "alpha": DEFAULT_ALPHA, "levels": levels, "unjudged": unjudged,
-               "skipped": manifest["skipped"],
-               "recommendation": _most_compressed(rungs), "machine": where,
-               "reference_ms_per_sample": timing["reference"]["provenance"].get("ms_per_sample"),
-               "rungs": rungs}
+    result = gatekeep(plan.levels, DEFAULT_ALPHA, _ships(args, out, verdicts))
+    ms = {name: each["provenance"].get("ms_per_sample") for name, each in timing.items()}
+    summary = ladder_summary(args.model, plan, DEFAULT_ALPHA, rung_rows(result, verdicts, plan, ms),
+                             machine_text(args.device), ms["reference"])
     (out / LADDER_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    _print_ladder(summary)
+    _combined_reports(out, summary)
+    for line in ladder_lines(summary):
+        print(line)
+    print(f"reports: {out / 'report.json'}, {out / 'report.md'}, {out / 'junit.xml'}")
     return 0 if summary["recommendation"] is not None else 1
 
 
-def _most_compressed(rungs: list[dict[str, Any]]) -> str | None:
-    """Of the shipped rungs of the highest level that shipped, the one with the largest measured
-    compression (every shipped rung is covered by the ladder's guarantee)."""
-    shipped = [rung for rung in rungs if rung["shipped"]]
-    if not shipped:
-        return None
-    top = max(rung["level"] for rung in shipped)
-    return max((r for r in shipped if r["level"] == top), key=lambda r: r["compression"])["scheme"]
+def _combined_reports(out: Path, summary: dict[str, Any]) -> None:
+    """OUT/report.json, report.md and junit.xml: every tested rung's comparison, with its ladder
+    facts in ``details.ladder`` (docs/ladder.md, "The reports")."""
+    from pytest_quantguard.cli_workflow import write_reports
+    from pytest_quantguard.ladder_plan import ladder_details
+    from pytest_quantguard.reports.ladder import junit_cases, markdown_section
 
-
-def _print_ladder(summary: dict[str, Any]) -> None:
-    print(f"ladder (one-sided alpha {summary['alpha']:g} over every rung; {summary['machine']}):")
+    records, settings = [], {}
     for rung in summary["rungs"]:
-        at = f"at {rung['confidence']:.4g}" if rung["tested"] else "not tested (its level received no alpha)"
-        print(f"  L{rung['level']} {rung['scheme']}: {rung['verdict']} {at}, "
-              f"{rung['size_bytes']:,} bytes ({rung['compression']:.2f}x), "
-              f"{rung['ms_per_sample']:.3g} ms per sample")
-    for row in summary["skipped"]:
-        print(f"  {row['scheme']}: not a rung ({row['reason']})")
-    for scheme in summary["unjudged"]:
-        print(f"  {scheme}: unjudged (the CPU runs FP16 as FP32; judge it on the GPU it ships to)")
-    best = next((r for r in summary["rungs"] if r["scheme"] == summary["recommendation"]), None)
-    if best is None:
-        print("recommendation: none ships; keep the reference (or try QAT)")
-    else:
-        print(f"recommendation: {best['scheme']} ({best['size_bytes']:,} bytes, "
-              f"{best['compression']:.2f}x smaller, {best['ms_per_sample']:.3g} ms per sample)")
+        if rung["tested"]:
+            report = json.loads((out / "reports" / f"{rung['scheme']}.json").read_text())
+            settings = report["settings"]
+            record = report["comparisons"][0]
+            record["details"]["ladder"] = ladder_details(rung, summary["recommendation"])
+            records.append(record)
+    write_reports(records, settings, settings.get("inconclusive", "fail"),
+                  report=out / "report.json", markdown=out / "report.md",
+                  junitxml=out / "junit.xml", markdown_tail=markdown_section(summary),
+                  junit_cases=junit_cases(summary, records))
 
 
 def run_ladder(model: str | Path, *, calibration: str | Path, data: str | Path, out: str | Path,

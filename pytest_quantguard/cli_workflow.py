@@ -13,7 +13,7 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +246,8 @@ def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     settings = {**{key: getattr(tolerance, key) for key in COMPARE_TOLERANCE},
                 "bootstrap": execution.resamples, "seed": execution.seed,
                 "batch_size": execution.batch_size, "inconclusive": inconclusive}
-    _write_reports(args, records, settings, inconclusive)
+    write_reports(records, settings, inconclusive, report=args.report, markdown=args.markdown,
+                  junitxml=args.junitxml, plot=args.plot)
     shipped = all(each.verdict.value == "ship" or (each.verdict.value == "inconclusive"
                                                    and inconclusive == "warn")
                   for each in comparisons)
@@ -261,55 +262,41 @@ def _row(comparison: Any) -> str:
             f"max_drop {comparison.max_drop:g}, n {comparison.n}, seed {comparison.seed}")
 
 
-def _write_reports(args: argparse.Namespace, records: list[dict[str, Any]],
-                   settings: dict[str, Any], inconclusive: str) -> None:
-    """--report, --markdown (and $GITHUB_STEP_SUMMARY), --junitxml: the plugin's writers."""
+def write_reports(records: list[dict[str, Any]], settings: dict[str, Any], inconclusive: str, *,
+                  report: str | Path | None = None, markdown: str | Path | None = None,
+                  junitxml: str | Path | None = None, plot: str | Path | None = None,
+                  markdown_tail: Sequence[str] = (), junit_cases: Sequence[Any] | None = None,
+                  extra: dict[str, Any] | None = None) -> None:
+    """The JSON report, the Markdown summary (also appended to $GITHUB_STEP_SUMMARY), the JUnit XML
+    and the forest plot of ``records``, each where a path is given: the plugin's writers.
+    ``markdown_tail``: lines after the Markdown report; ``junit_cases``: the testcases in place of
+    one per record (``compare_case``); ``extra``: top-level keys of the JSON report."""
     import os
 
     from pytest_quantguard._files import write_atomically
     from pytest_quantguard.reports.markdown import markdown_report
 
-    if args.report:
+    if report:
         from pytest_quantguard.reports.json_report import build_report, write_json
 
-        write_json(Path(args.report), build_report(
+        write_json(Path(report), build_report(
             records, settings=settings, policy={},
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            host=socket.gethostname(), commit=None))
-    markdown = markdown_report(records, inconclusive=inconclusive)
-    if args.markdown:
-        write_atomically(args.markdown, lambda stream: stream.write((markdown + "\n").encode()))
+            host=socket.gethostname(), commit=None, extra=extra))
+    text = markdown_report(records, inconclusive=inconclusive) + "".join(
+        line + "\n" for line in markdown_tail)
+    if markdown:
+        write_atomically(markdown, lambda stream: stream.write((text + "\n").encode()))
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
-            handle.write(markdown + "\n")
-    if args.junitxml:
-        write_atomically(args.junitxml, lambda stream: stream.write(_junit(records, inconclusive)))
-    if args.plot:
+            handle.write(text + "\n")
+    if junitxml:
+        from pytest_quantguard.reports.junit import compare_case, junit_xml
+
+        cases = junit_cases if junit_cases is not None else \
+            [compare_case(record, inconclusive) for record in records]
+        write_atomically(junitxml, lambda stream: stream.write(junit_xml(cases)))
+    if plot:
         from pytest_quantguard.reports.plot import save_plot
 
-        save_plot(records, args.plot)
-
-
-def _junit(records: list[dict[str, Any]], inconclusive: str) -> bytes:
-    """One testcase per candidate, with the plugin's quant.* properties; a failure where the
-    candidate does not ship."""
-    from xml.etree import ElementTree
-
-    from pytest_quantguard.reports.junit import junit_properties
-
-    suite = ElementTree.Element("testsuite", name="quantguard", tests=str(len(records)))
-    failures = 0
-    for record in records:
-        case = ElementTree.SubElement(suite, "testcase", classname="quantguard.compare",
-                                      name=str(record.get("name") or record.get("id")))
-        properties = ElementTree.SubElement(case, "properties")
-        for key, value in junit_properties(record):
-            ElementTree.SubElement(properties, "property", name=key, value=value)
-        if record["verdict"] != "ship" and not (record["verdict"] == "inconclusive"
-                                                and inconclusive == "warn"):
-            failures += 1
-            ElementTree.SubElement(case, "failure", message=record["verdict"]).text = \
-                record.get("message") or ""
-    suite.set("failures", str(failures))
-    return ElementTree.tostring(ElementTree.ElementTree(suite).getroot(), encoding="utf-8",
-                                xml_declaration=True)
+        save_plot(records, plot)

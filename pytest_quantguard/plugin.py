@@ -232,6 +232,15 @@ def quant_compare(request: pytest.FixtureRequest) -> QuantCompare:
     return QuantCompare(request.config.stash[STATE_KEY], request)
 
 
+@pytest.fixture
+def quant_ladder(request: pytest.FixtureRequest):
+    """``quant_ladder(model, *, calibration, data=None, schemes=None, name=None, **tolerance)``:
+    the compression ladder (docs/ladder.md, "From pytest"); fails the test unless a rung ships."""
+    from pytest_quantguard.ladder_fixture import QuantLadder
+
+    return QuantLadder(request.config.stash[STATE_KEY], request)
+
+
 def _cli_type(validate):
     def parse(text: str):
         try:

@@ -73,12 +73,15 @@ class Overlap:
                 "appear in the calibration set")
 
 
-def check_calibration(calibration: Any, validation: Any, *, max_share: float = MAX_OVERLAP) -> Overlap:
+def check_calibration(calibration: Any, validation: Any, *, max_share: float = MAX_OVERLAP,
+                      given_by: tuple[str, str] = ("--calibration", "--data")) -> Overlap:
     """Refuse calibration data that is the gate's data: equal digests, or more than ``max_share``
-    of the validation rows among the calibration rows (docs/ladder.md, "Calibration data")."""
+    of the validation rows among the calibration rows (docs/ladder.md, "Calibration data").
+    ``given_by`` names the two arguments in the error."""
     from pytest_quantguard.results import input_hashes
 
-    where = f"--calibration {calibration.description} and --data {validation.description}"
+    where = (f"{given_by[0]} {calibration.description} and {given_by[1]} "
+             f"{validation.description}")
     if calibration.digest == validation.digest:
         raise QuantGuardError(f"{where} are the same data (equal digests): calibrating on the "
                               "gate's data biases its verdict; calibrate on a separate split")

@@ -192,6 +192,58 @@ def test_the_ladder_recommends_a_rung_on_the_digits_model_and_its_reports_agree(
         assert rung["ms_per_sample"] > 0 and rung["size_bytes"] > 0
     best = next(r for r in summary["rungs"] if r["scheme"] == recommended)
     assert best["shipped"]
+    _combined_reports_agree(out, summary, stdout)
+
+
+def _combined_reports_agree(out: Path, summary: dict, stdout: str) -> None:
+    """OUT/report.json (schema-valid), report.md and junit.xml say what ladder.json and the
+    terminal say: every rung's verdict and confidence, and the recommendation."""
+    from xml.etree import ElementTree
+
+    from jsonschema import Draft202012Validator
+
+    from pytest_quantguard.reports.json_report import load_schema
+
+    report = json.loads((out / "report.json").read_text())
+    Draft202012Validator(load_schema()).validate(report)
+    markdown = (out / "report.md").read_text()
+    cases = {case.get("name"): case for case in ElementTree.parse(out / "junit.xml").iter("testcase")}
+    records = {record["name"]: record for record in report["comparisons"]}
+    recommended = summary["recommendation"]
+    assert set(records) == {rung["scheme"] for rung in summary["rungs"] if rung["tested"]}
+    for rung in summary["rungs"]:
+        case = cases[rung["scheme"]]
+        properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+        if not rung["tested"]:
+            assert case.find("skipped").get("message") == "not tested: its level received no alpha"
+            assert f"| `{rung['scheme']}` | 0 | - | not tested |" in markdown
+            continue
+        record = records[rung["scheme"]]
+        assert record["details"]["ladder"] == {
+            "level": rung["level"], "alpha": rung["alpha"], "confidence": rung["confidence"],
+            "shipped": rung["shipped"], "recommended": rung["scheme"] == recommended}
+        assert (record["verdict"], record["interval"]["confidence"]) == (rung["verdict"],
+                                                                         rung["confidence"])
+        assert properties[f"quant.{rung['scheme']}.verdict"] == rung["verdict"]
+        assert float(properties[f"quant.{rung['scheme']}.confidence"]) == rung["confidence"]
+        assert f"| {rung['confidence']:.4g} | {rung['verdict']} |" in markdown
+        assert f"L{rung['level']} {rung['scheme']}: {rung['verdict']} at {rung['confidence']:.4g}" \
+            in stdout
+        if rung["shipped"]:
+            assert case.find("skipped") is None and case.find("failure") is None
+        else:  # a rung that did not ship is no failure of the ladder
+            assert case.find("skipped").get("message") == \
+                f"does not ship at {rung['confidence']:.4g}: {rung['verdict']}"
+    ladder = cases["ladder"]
+    assert {p.get("name"): p.get("value") for p in ladder.iter("property")} == {
+        "quant.recommendation": recommended or ""}
+    assert (ladder.find("failure") is None) == (recommended is not None)
+    if recommended is not None:
+        assert f"**Recommendation: `{recommended}`**" in markdown
+        assert f"recommendation: {recommended} (" in stdout
+    else:
+        assert "**Recommendation: none ships**" in markdown
+        assert "recommendation: none ships" in stdout
 
 
 def test_a_ladder_where_nothing_ships_exits_1_and_leaves_later_levels_untested(tmp_path, capsys,
@@ -208,7 +260,7 @@ def test_a_ladder_where_nothing_ships_exits_1_and_leaves_later_levels_untested(t
     assert (int8["tested"], int8["shipped"], int8["alpha"]) == (True, False, 0.025)
     assert (int4["tested"], int4["verdict"]) == (False, "untested")
     assert not (out / "reports" / "int4-weight-only.json").exists()
-    assert "recommendation: none ships" in stdout
+    _combined_reports_agree(out, summary, stdout)
 
 
 def test_a_ladder_of_fp16_alone_on_a_cpu_is_a_usage_error(tmp_path, capsys, calibration):
@@ -303,3 +355,60 @@ def test_the_excluded_node_rung_is_chosen_on_the_calibration_data_and_ships(tmp_
     summary = json.loads((tmp_path / "out" / "ladder.json").read_text())
     assert summary["recommendation"] == "int8-static-excluded"
     assert [rung["verdict"] for rung in summary["rungs"]] == ["stay-fp16", "ship"]
+
+
+def _exact_model(folder: Path) -> tuple[Path, Path, Path]:
+    """A two-class scorer on two 8-bit counts (integers 0..255): logits = the counts (a Gemm with
+    the identity weight). Static INT8 is exact on it: the calibrated input scale is 1 (MinMax over
+    0..255), the weights 0 and 1 sit on the 7-bit grid, and the outputs are the inputs' grid. The
+    calibration and validation rows are distinct."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["input", "w", "b"], ["logits"])], "exact",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2])],
+        [numpy_helper.from_array(np.eye(2, dtype=np.float32), "w"),
+         numpy_helper.from_array(np.zeros(2, np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "model.onnx"))
+    grid = np.stack(np.meshgrid(np.arange(256), np.arange(256)), -1).reshape(-1, 2)
+    rows = grid[np.random.default_rng(0).permutation(len(grid))].astype(np.float32)
+    rows = rows[(rows != [0, 255]).any(1) & (rows != [255, 0]).any(1)]
+    cal = np.concatenate([[[0, 255], [255, 0]], rows[:254]]).astype(np.float32)
+    val = rows[254:1254]
+    return (folder / "model.onnx", _folder(folder / "cal", cal, cal.argmax(1)),
+            _folder(folder / "val", val, val.argmax(1)))
+
+
+def test_with_no_layer_to_leave_in_float_the_excluded_scheme_is_no_rung(tmp_path, capsys):
+    model, cal, val = _exact_model(tmp_path)
+    out = tmp_path / "out"
+    status, stdout, err = _run(capsys, "ladder", model, "--calibration", cal, "--data", val,
+                               "--schemes", "int8-static,int8-static-excluded", "--bootstrap",
+                               "2000", "-o", out)
+    assert status == 0, err
+    reason = ("the diagnosis on the calibration set found no layer to leave in float (no layer "
+              "adds error)")
+    manifest = json.loads((out / "candidates" / "quantize.json").read_text())
+    assert manifest["skipped"] == [{"scheme": "int8-static-excluded", "reason": reason}]
+    assert [row["scheme"] for row in manifest["candidates"]] == ["int8-static"]
+    summary = json.loads((out / "ladder.json").read_text())
+    assert summary["skipped"] == manifest["skipped"]
+    assert summary["levels"] == [["int8-static"]]
+    # dropped before any rung is judged: the level's one scheme gets the whole alpha
+    (rung,) = summary["rungs"]
+    assert (rung["scheme"], rung["alpha"], rung["verdict"]) == ("int8-static", 0.025, "ship")
+    assert summary["recommendation"] == "int8-static"
+    assert f"int8-static-excluded: not a rung ({reason})" in stdout
+    assert f"| `int8-static-excluded` | - | - | not a rung ({reason}) |" in \
+        (out / "report.md").read_text()
+    _combined_reports_agree(out, summary, stdout)
+    # with nothing else asked for, no rung is left: a usage error naming the reason
+    status, _, err = _run(capsys, "ladder", model, "--calibration", cal, "--data", val,
+                          "--schemes", "int8-static-excluded", "-o", tmp_path / "alone")
+    assert status == 2
+    assert f"no rung is left to judge: int8-static-excluded: {reason}; add another scheme to " \
+           "--schemes" in err
