@@ -5,7 +5,9 @@ line naming the file and the fix)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -154,12 +156,14 @@ def _ships(args: argparse.Namespace, out: Path, verdicts: dict[str, dict[str, An
         reports = out / "reports"
         reports.mkdir(exist_ok=True)
         report = reports / f"{scheme}.json"
-        status = _cli(["compare", str(out / "results" / "reference"),
-                       str(out / "results" / scheme), "--data", args.data,
-                       "--confidence", repr(confidence_for(alpha)), "--device", args.device,
-                       "--report", str(report), "--markdown", str(reports / f"{scheme}.md"),
-                       "--junitxml", str(reports / f"{scheme}.xml"),
-                       *_passed_on(args, ("metric", "max_drop", "qat_limit", "seed", "bootstrap"))])
+        with _no_step_summary():  # the ladder's one report goes there (_combined_reports)
+            status = _cli(["compare", str(out / "results" / "reference"),
+                           str(out / "results" / scheme), "--data", args.data,
+                           "--confidence", repr(confidence_for(alpha)), "--device", args.device,
+                           "--report", str(report), "--markdown", str(reports / f"{scheme}.md"),
+                           "--junitxml", str(reports / f"{scheme}.xml"),
+                           *_passed_on(args, ("metric", "max_drop", "qat_limit", "seed",
+                                              "bootstrap"))])
         if status not in (0, 1):
             from pytest_quantguard.errors import QuantGuardError
             raise QuantGuardError(f"{scheme}: quantguard compare failed (exit {status}, above)")
@@ -169,6 +173,17 @@ def _ships(args: argparse.Namespace, out: Path, verdicts: dict[str, dict[str, An
         return record["verdict"] == "ship"
 
     return ships
+
+
+@contextlib.contextmanager
+def _no_step_summary():
+    """$GITHUB_STEP_SUMMARY unset for a while: each rung's compare would append its own report."""
+    kept = os.environ.pop("GITHUB_STEP_SUMMARY", None)
+    try:
+        yield
+    finally:
+        if kept is not None:
+            os.environ["GITHUB_STEP_SUMMARY"] = kept
 
 
 def _ladder(args: argparse.Namespace) -> int:

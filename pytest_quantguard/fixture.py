@@ -105,18 +105,19 @@ class QuantCompare:
                  metric: str | None = None, output: str | int | None = None,
                  name: str | list[str] | None = None, **keywords: Any):
         __tracebackhide__ = True
-        comparison, overrides = fail_on_error(self._run, reference, candidate, data,
+        comparison, overrides = fail_on_error(self.judge, reference, candidate, data,
                                               dict(keywords, metric=metric, output=output), name)
         found = [each for one in (comparison if isinstance(comparison, tuple) else (comparison,))
                  for each in one.all()]
         for each in found:
-            self._record(each, overrides)
+            self.record(each, overrides)
         self._fail_unless_shipped(found)
         return comparison
 
-    def _run(self, reference: Any, candidate: Any, data: Any, keywords: dict[str, Any],
-             name: str | list[str] | None):
-        """The test's layers -> a Tolerance (policy-checked) -> the pipe."""
+    def judge(self, reference: Any, candidate: Any, data: Any, keywords: dict[str, Any],
+              name: str | list[str] | None):
+        """The test's layers -> a Tolerance (policy-checked) -> the pipe; (comparison, the
+        overrides to record). Also ``quant_ladder``'s way to judge a rung."""
         from pytest_quantguard.comparison import candidate_names, run
 
         several = isinstance(candidate, (list, tuple))
@@ -139,7 +140,7 @@ class QuantCompare:
                                       cache=self.state.reference_cache(),
                                       progress=progress_reporter(self.state, self.request.config,
                                                                  comparison_id))
-        comparison = run(reference, candidate, self._data(data), tolerance, execution, name=name,
+        comparison = run(reference, candidate, self.dataset(data), tolerance, execution, name=name,
                          comparison_id=comparison_id, metric_options=keywords,
                          policy=policy.floor(options))
         return comparison, tolerance.overrides()
@@ -164,7 +165,8 @@ class QuantCompare:
             return
         _fail("\n\n".join(each.message for each in failing))
 
-    def _record(self, comparison, overrides: list[dict[str, Any]]) -> None:
+    def record(self, comparison, overrides: list[dict[str, Any]]) -> None:
+        """Keep the comparison for the session's reports (and the test's JUnit properties)."""
         from pytest_quantguard.reports.junit import junit_properties
 
         record = comparison.to_dict()
@@ -183,7 +185,8 @@ class QuantCompare:
             raise QuantGuardError(f"name={name!r} is used twice in this test; names must be unique")
         self.names.append(name)
 
-    def _data(self, data: Any):
+    def dataset(self, data: Any):
+        """``data=`` of a call (None: the session's --quant-data) as a validation set."""
         if data is None:
             if self.state.options.data is None:
                 raise QuantGuardError(NO_DATA)

@@ -77,14 +77,14 @@ class QuantLadder:
             "quant_ladder" if name is None else f"quant_ladder-{name}")
         device = self.state.options.device
         plan = plan_ladder(reference, self._calibration(calibration),
-                           self.compare._data(data), self._schemes(schemes), device, folder,
+                           self.compare.dataset(data), self._schemes(schemes), device, folder,
                            given_by=(f"calibration= of {WHERE}", "the test's data",
                                      f"schemes= of {WHERE}"))
         judged: dict[str, tuple[Any, Any]] = {}
 
         def ships(scheme: str, share: float) -> bool:
             rung = scheme if name is None else f"{name}.{scheme}"
-            judged[scheme] = self.compare._run(str(reference), str(plan.model_file(scheme)),
+            judged[scheme] = self.compare.judge(str(reference), str(plan.model_file(scheme)),
                                                data, {**keywords,
                                                       "confidence": confidence_for(share)}, rung)
             return all(each.verdict.value == "ship" and each.passed
@@ -115,7 +115,7 @@ class QuantLadder:
         for scheme, (comparison, overrides) in judged.items():
             for each in comparison.all():
                 each.details["ladder"] = ladder_details(rows[scheme], summary["recommendation"])
-                self.compare._record(each, overrides)
+                self.compare.record(each, overrides)
 
     def _alpha(self, keywords: dict[str, Any], name: str | None) -> float:
         """The ladder's one-sided level: that of the confidence the test would run at (session,

@@ -165,4 +165,5 @@ def ladder_lines(summary: Mapping[str, Any]) -> list[str]:
 def ladder_details(rung: Mapping[str, Any], recommendation: str | None) -> dict[str, Any]:
     """A tested rung's ``details.ladder`` in the JSON report (docs/ladder.md, "The reports")."""
     return {"level": rung["level"], "alpha": rung["alpha"], "confidence": rung["confidence"],
-            "shipped": rung["shipped"], "recommended": rung["scheme"] == recommendation}
+            "shipped": rung["shipped"], "recommended": rung["scheme"] == recommendation,
+            "ladder_passed": recommendation is not None}

@@ -78,13 +78,15 @@ def test_the_ladder_recommends_a_rung_and_every_report_shows_the_rungs(ladder_pr
         ladder = record["details"]["ladder"]
         assert ladder == {"level": 1, "alpha": 0.0125, "confidence": ladder["confidence"],
                           "shipped": record["verdict"] == "ship",
-                          "recommended": record["name"] == recommended[0]}
+                          "recommended": record["name"] == recommended[0],
+                          "ladder_passed": True}
         assert ladder["confidence"] == pytest.approx(confidence)
         assert properties[f"quant.{record['name']}.confidence"] == repr(ladder["confidence"])
         assert properties[f"quant.{record['name']}.verdict"] == record["verdict"]
         row = next(line for line in stdout.splitlines() if line.startswith(record["id"]))
         assert "97.5%" in row and record["verdict"] in row
     assert "test_digits_ladder::int8-static" in (pytester.path / "out" / "quant.md").read_text()
+    assert report["summary"]["passed"] is True
 
 
 NOTHING_SHIPS = """
@@ -112,6 +114,8 @@ def test_a_ladder_where_nothing_ships_fails_the_test_listing_the_rungs(ladder_pr
     (record,) = report["comparisons"]  # the untested rung is no comparison
     assert record["id"] == "test_ladder.py::test_nothing_ships::int8-static"
     assert record["details"]["ladder"]["shipped"] is False
+    assert record["details"]["ladder"]["ladder_passed"] is False
+    assert report["summary"]["passed"] is False
     assert record["verdict"] != "ship" and record["outcome"] == "failed"
 
 

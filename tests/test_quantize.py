@@ -221,7 +221,8 @@ def _combined_reports_agree(out: Path, summary: dict, stdout: str) -> None:
         record = records[rung["scheme"]]
         assert record["details"]["ladder"] == {
             "level": rung["level"], "alpha": rung["alpha"], "confidence": rung["confidence"],
-            "shipped": rung["shipped"], "recommended": rung["scheme"] == recommended}
+            "shipped": rung["shipped"], "recommended": rung["scheme"] == recommended,
+            "ladder_passed": recommended is not None}
         assert (record["verdict"], record["interval"]["confidence"]) == (rung["verdict"],
                                                                          rung["confidence"])
         assert properties[f"quant.{rung['scheme']}.verdict"] == rung["verdict"]
@@ -234,6 +235,8 @@ def _combined_reports_agree(out: Path, summary: dict, stdout: str) -> None:
         else:  # a rung that did not ship is no failure of the ladder
             assert case.find("skipped").get("message") == \
                 f"does not ship at {rung['confidence']:.4g}: {rung['verdict']}"
+    # a rung that did not ship fails the gate only when the ladder recommends nothing
+    assert report["summary"]["passed"] is (recommended is not None)
     ladder = cases["ladder"]
     assert {p.get("name"): p.get("value") for p in ladder.iter("property")} == {
         "quant.recommendation": recommended or ""}
@@ -315,8 +318,10 @@ def _outlier_model(folder: Path) -> tuple[Path, Path, Path]:
             _folder(folder / "val", held, held_y))
 
 
-def test_an_outlier_weight_fails_per_tensor_int8_and_the_ladder_recommends_per_channel(tmp_path, capsys):
+def test_an_outlier_weight_fails_per_tensor_int8_and_the_ladder_recommends_per_channel(
+        tmp_path, capsys, monkeypatch):
     model, cal, val = _outlier_model(tmp_path)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "step_summary.md"))
     status, stdout, err = _run(capsys, "ladder", model, "--calibration", cal, "--data", val,
                                "--schemes", "int8-dynamic,int8-static,int8-static-per-channel",
                                "--bootstrap", "2000", "-o", tmp_path / "out")
@@ -327,6 +332,11 @@ def test_an_outlier_weight_fails_per_tensor_int8_and_the_ladder_recommends_per_c
                         "int8-static-per-channel": "ship"}
     assert summary["recommendation"] == "int8-static-per-channel"
     assert "recommendation: int8-static-per-channel (" in stdout
+    _combined_reports_agree(tmp_path / "out", summary, stdout)
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "**ok** stay-fp16 (ladder rung; the ladder passed)" in markdown
+    # the job summary gets the ladder's one report, not one more per rung
+    assert (tmp_path / "step_summary.md").read_text() == markdown
 
 
 def test_run_ladder_is_the_command_from_a_test(tmp_path, calibration):

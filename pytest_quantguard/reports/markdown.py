@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_quantguard.formatting import size_text, time_text
-from pytest_quantguard.reports.json_report import failed_checks, failed_otherwise, summary
+from pytest_quantguard.reports.json_report import failed_checks, failed_otherwise, passed_rung, summary
 from pytest_quantguard.verdict import severity
 
 COLUMNS = ("verdict", "test", "metric", "reference", "candidate", "drop", "interval", "n", "size",
@@ -91,11 +91,14 @@ def _row(record: Mapping[str, Any], inconclusive: str,
     return (
         ("**FAIL**" if (failed_checks(record) and record.get("outcome") != "xfailed")
          or failed_otherwise(record, records) else
-         _marker(record['verdict'], inconclusive, record.get('outcome'))) + f" {record['verdict']}"
+         _marker(record['verdict'], inconclusive, record.get('outcome'), passed_rung(record)))
+        + f" {record['verdict']}"
         + (" (reference check failed)" if failed_checks(record) else "")
         + (" (test failed)" if failed_otherwise(record, records) else "")
         + (" (advisory)" if details.get("advisory") else "")
         + (" (expected failure: xfail)" if record.get("outcome") == "xfailed" else "")
+        + (" (ladder rung; the ladder passed)" if passed_rung(record)
+           and record["verdict"] != "ship" else "")
         + (" (suspicious gain)" if details.get("suspicious_gain") else ""),
         _code(record["id"], cell=True),
         _cell(record["metric"]),
@@ -110,8 +113,9 @@ def _row(record: Mapping[str, Any], inconclusive: str,
     )
 
 
-def _marker(verdict: str, inconclusive: str, outcome: str | None = None) -> str:
-    if verdict == "ship" or outcome == "xfailed":
+def _marker(verdict: str, inconclusive: str, outcome: str | None = None,
+            waived: bool = False) -> str:
+    if verdict == "ship" or outcome == "xfailed" or waived:
         return "**ok**"
     if verdict == "inconclusive" and inconclusive == "warn":
         return "**warn**"

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_quantguard.formatting import drop_text, human_bytes, size_text, time_text
-from pytest_quantguard.reports.json_report import failed_checks, failed_otherwise
+from pytest_quantguard.reports.json_report import failed_checks, failed_otherwise, passed_rung
 from pytest_quantguard.reports.markdown import unit_formatter
 
 __all__ = ["drop_text", "failed_otherwise", "human_bytes", "size_text", "summary_lines",
@@ -91,6 +91,7 @@ def verdict_text(record: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
     return (record["verdict"]
             + (" (advisory)" if details.get("advisory") else "")
             + (" (xfail)" if record.get("outcome") == "xfailed" else "")
+            + (" (ladder rung)" if passed_rung(record) and record["verdict"] != "ship" else "")
             + (" (suspicious gain)" if details.get("suspicious_gain") else "")
             + (" (reference check failed)" if failed_checks(record) else "")
             + (" (test failed)" if failed_otherwise(record, records or [record]) else ""))

@@ -137,6 +137,28 @@ def test_a_failed_comparison_in_an_xfail_test_does_not_fail_the_summary(records)
     assert report_of([{**failing, "outcome": "failed"}])["summary"]["passed"] is False
 
 
+@pytest.mark.parametrize("ladder_passed", [True, False])
+def test_a_rung_that_did_not_ship_fails_the_summary_only_where_its_ladder_failed(
+        records, validator, ladder_passed):
+    """docs/ladder.md, "The reports": the ladder passes when it recommends a rung; the other rungs
+    keep their verdicts, marked as rungs in the terminal and Markdown."""
+    from pytest_quantguard.reports.markdown import markdown_report
+    from pytest_quantguard.reports.terminal import verdict_text
+
+    failing = copy.deepcopy(next(record for record in records if record["verdict"] == "stay-fp16"))
+    failing["details"]["ladder"] = {"level": 1, "alpha": 0.0125, "confidence": 0.975,
+                                    "shipped": False, "recommended": False,
+                                    "ladder_passed": ladder_passed}
+    report = report_of([failing])
+    assert errors(validator, report) == []
+    assert report["summary"]["passed"] is ladder_passed
+    assert report["summary"]["failed"] == 1  # counted as what it is, either way
+    assert verdict_text(failing).endswith(" (ladder rung)") is ladder_passed
+    row = next(line for line in markdown_report([failing]).splitlines() if "stay-fp16 " in line)
+    assert row.startswith("| **ok** stay-fp16 (ladder rung; the ladder passed)" if ladder_passed
+                          else "| **FAIL** stay-fp16 |")
+
+
 @pytest.mark.parametrize(("verdict", "inconclusive", "passed"), [
     ("ship", "fail", True), ("inconclusive", "fail", False), ("inconclusive", "warn", True),
     ("try-qat", "warn", False), ("stay-fp16", "fail", False)])
