@@ -145,7 +145,7 @@ def top_k_rows(resamples: int) -> list[Row]:
 
 def detection_rows(resamples: int) -> list[Row]:
     # the paired image bootstrap of COCO mAP re-accumulates every class at every IoU threshold per
-    # resample, so at most 2000 resamples (the detection metrics' own limit), and 1000 for
+    # resample, so at most 2000 resamples (the detection metrics' default), and 1000 for
     # map50_95 at 2,000 images (about 4 s a set on a lightly loaded core; docs/benchmarks.md,
     # "Detection mAP")
     def limit(metric: str, n: int) -> int:
