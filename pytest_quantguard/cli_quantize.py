@@ -149,7 +149,9 @@ def _validate(args: argparse.Namespace, model: str, results: Path) -> dict[str, 
 
 def _ships(args: argparse.Namespace, out: Path, verdicts: dict[str, dict[str, Any]]):
     """``ships(scheme, alpha)``: quantguard compare of the scheme at confidence 1 - 2 alpha, its
-    reports under OUT/reports/; ships when that comparison's verdict is ship."""
+    reports under OUT/reports/; ships when that comparison's verdict is ship and every check of the
+    reference passed (a failed check fails the gate whatever the verdict: docs/verdict.md)."""
+    from pytest_quantguard.reports.json_report import failed_checks
     from pytest_quantguard.stats.ladder import confidence_for
 
     def ships(scheme: str, alpha: float) -> bool:
@@ -170,7 +172,7 @@ def _ships(args: argparse.Namespace, out: Path, verdicts: dict[str, dict[str, An
         record = json.loads(report.read_text())["comparisons"][0]
         verdicts[scheme] = {"verdict": record["verdict"], "drop": record["drop"],
                             "interval": record["interval"]}
-        return record["verdict"] == "ship"
+        return record["verdict"] == "ship" and not failed_checks(record)
 
     return ships
 

@@ -339,6 +339,27 @@ def test_an_outlier_weight_fails_per_tensor_int8_and_the_ladder_recommends_per_c
     assert (tmp_path / "step_summary.md").read_text() == markdown
 
 
+def test_a_rung_whose_check_of_the_reference_fails_does_not_ship(tmp_path, capsys, calibration):
+    """Labels shuffled by mistake: the reference is at chance, so every rung's check of the
+    reference fails (docs/verdict.md, "Checks of the reference"). The candidates agree with the
+    reference, so each verdict alone reads ship; the ladder recommends nothing and exits 1."""
+    _, held, _, held_labels = _digits()
+    val = _folder(tmp_path / "val", held, np.random.default_rng(0).permutation(held_labels))
+    out = tmp_path / "out"
+    status, stdout, err = _run(capsys, "ladder", MODEL, "--calibration", calibration,
+                               "--data", val, "--schemes", "int8-dynamic", "-o", out)
+    assert status == 1, err
+    summary = json.loads((out / "ladder.json").read_text())
+    (rung,) = summary["rungs"]
+    assert (rung["verdict"], rung["shipped"], summary["recommendation"]) == ("ship", False, None)
+    report = json.loads((out / "report.json").read_text())
+    (check,) = [c for c in report["comparisons"][0]["details"]["reference_checks"]
+                if not c["passed"]]
+    assert "not demonstrably better than chance" in check["rule"]
+    assert report["summary"]["passed"] is False
+    assert "recommendation: none ships" in stdout
+
+
 def test_run_ladder_is_the_command_from_a_test(tmp_path, calibration):
     from pytest_quantguard.cli_quantize import run_ladder
     from pytest_quantguard.errors import QuantGuardError
